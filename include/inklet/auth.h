@@ -1,0 +1,51 @@
+/** Sessions and tokens: issuing a token pair, single-use refresh rotation with reuse detection,
+ *  revocation, and authenticating a Bearer access token (signature, claims, session liveness). */
+#ifndef INKLET_AUTH_H
+#define INKLET_AUTH_H
+#include "inklet/db.h"
+#include "inklet/http.h"
+#include "inklet/status.h"
+
+/** Why a service call failed, in the contract's words (static strings). */
+struct ink_err {
+    const char *code;
+    const char *message;
+};
+
+struct ink_tokens {
+    char *access; /* malloc'd */
+    char refresh[44];
+    char session_id[INK_UUID_STRLEN + 1];
+};
+
+void ink_tokens_free(struct ink_tokens *t);
+
+/** Process-wide setup: secret and lifetimes from ink_app.cfg. */
+void ink_auth_init(void);
+
+/** Authenticates "Bearer <jwt>": INK_OK fills *out; INK_UNAUTHORIZED; INK_UNAVAILABLE when the
+ *  session store cannot be reached. Session liveness is cached per instance for ≤ 2 s. */
+enum ink_status ink_auth_authenticate(const char *authorization, struct ink_auth *out);
+
+/** Starts a session for user_id on `db` (inside the caller's transaction, if any). */
+enum ink_status ink_session_start(struct ink_db *db, const char *user_id, const char *user_agent,
+                                  const char *ip, struct ink_tokens *out);
+/** Rotates a refresh token. Errors: INK_UNAUTHORIZED with err->code invalid_refresh_token,
+ *  refresh_token_expired or refresh_token_reused (the last also revokes every session of the
+ *  token's user). */
+enum ink_status ink_session_refresh(const char *refresh_token, struct ink_tokens *out,
+                                    struct ink_err *err);
+/** Revokes one session of user_id. INK_NOT_FOUND if it is not a live session of that user. */
+enum ink_status ink_session_revoke(const char *user_id, const char *session_id);
+/** Revokes the session the refresh token belongs to if it is user_id's; INK_NOT_FOUND if not. */
+enum ink_status ink_session_revoke_by_refresh(const char *user_id, const char *refresh_token);
+/** Revokes all sessions of user_id except `keep` (may be NULL); *count receives the number. */
+enum ink_status ink_session_revoke_all(struct ink_db *db, const char *user_id, const char *keep,
+                                       long long *count);
+/** Lists live sessions newest first as the contract's JSON array (new reference in *out). */
+enum ink_status ink_session_list(const char *user_id, const char *current_sid, json_t **out);
+
+/** Drops cached liveness so revocations take effect at once on this instance. */
+void ink_session_cache_forget_user(const char *user_id);
+
+#endif

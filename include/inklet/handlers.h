@@ -1,0 +1,24 @@
+/** Every HTTP handler, by area; the route table in src/http/routes.c refers to these. */
+#ifndef INKLET_HANDLERS_H
+#define INKLET_HANDLERS_H
+#include "inklet/http.h"
+
+/* operations (src/http/ops_handlers.c) */
+enum ink_status ink_h_health(struct ink_req *req);
+enum ink_status ink_h_ready(struct ink_req *req);
+enum ink_status ink_h_metrics(struct ink_req *req);
+
+/* accounts (src/auth/handlers.c) */
+enum ink_status ink_h_register(struct ink_req *req);
+enum ink_status ink_h_login(struct ink_req *req);
+enum ink_status ink_h_refresh(struct ink_req *req);
+enum ink_status ink_h_logout(struct ink_req *req);
+enum ink_status ink_h_me(struct ink_req *req);
+enum ink_status ink_h_me_update(struct ink_req *req);
+enum ink_status ink_h_me_delete(struct ink_req *req);
+enum ink_status ink_h_password(struct ink_req *req);
+enum ink_status ink_h_sessions_list(struct ink_req *req);
+enum ink_status ink_h_sessions_revoke_all(struct ink_req *req);
+enum ink_status ink_h_session_revoke(struct ink_req *req);
+
+#endif

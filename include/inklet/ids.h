@@ -1,0 +1,22 @@
+/** Identifiers and randomness: UUID v7, CSPRNG bytes, base64url, hex. */
+#ifndef INKLET_IDS_H
+#define INKLET_IDS_H
+#include <stdbool.h>
+#include <stddef.h>
+
+#define INK_UUID_STRLEN 36
+
+/** Fills buf with n bytes from the OS CSPRNG; aborts if the kernel cannot supply them. */
+void ink_random_bytes(void *buf, size_t n);
+/** Writes a new time-ordered UUID v7 (lower case, 36 chars + NUL) into out[37]. */
+void ink_uuid_v7(char out[INK_UUID_STRLEN + 1]);
+/** True if s is exactly a canonical 8-4-4-4-12 hex UUID (either case). */
+bool ink_uuid_valid(const char *s);
+/** base64url without padding of n bytes into out; out must hold 4*ceil(n/3)+1. Returns length. */
+size_t ink_base64url_encode(const unsigned char *in, size_t n, char *out);
+/** Lower-case hex of n bytes into out (2n+1). */
+void ink_hex_encode(const unsigned char *in, size_t n, char *out);
+/** Decodes exactly 2n hex chars (either case) into out[n]; false on any bad char/length. */
+bool ink_hex_decode(const char *hex, size_t hexlen, unsigned char *out, size_t n);
+
+#endif

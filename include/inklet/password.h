@@ -1,0 +1,51 @@
+/** Password policy and argon2id hashing with a cap on concurrent hashes.
+ *  Hashing is CPU- and memory-heavy (~28 ms, 19 MiB each), so at most `concurrency` run at once;
+ *  excess callers wait briefly and then get INK_UNAVAILABLE. */
+#ifndef INKLET_PASSWORD_H
+#define INKLET_PASSWORD_H
+#include "inklet/status.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ink_argon2_params {
+    uint32_t m_kib;
+    uint32_t t;
+    uint32_t p;
+};
+
+/** Bounds applied to PHC strings read back from the database before they are used. */
+#define INK_PHC_MAX_M_KIB (1024u * 1024u)
+#define INK_PHC_MAX_T 64u
+#define INK_PHC_MAX_P 64u
+
+struct ink_phc {
+    struct ink_argon2_params params;
+    size_t salt_len; /* decoded bytes */
+    size_t hash_len; /* decoded bytes */
+};
+
+/** Configures parameters and concurrency, and prepares the dummy hash used to equalize timing. */
+void ink_password_init(const struct ink_argon2_params *params, unsigned concurrency,
+                       unsigned wait_ms);
+void ink_password_shutdown(void);
+
+/** 8–1024 bytes; the caller guarantees valid UTF-8 without NUL (the JSON parser does). */
+bool ink_password_policy_ok(const char *pw);
+
+/** Parses and bounds-checks an argon2id PHC string. False if malformed or out of bounds. */
+bool ink_phc_parse(const char *phc, struct ink_phc *out);
+
+/** Hashes with the configured parameters and a fresh 16-byte salt; *phc_out is malloc'd. */
+enum ink_status ink_password_hash(const char *pw, char **phc_out);
+/** Verifies pw against phc. INK_OK with *match; *needs_rehash when phc's parameters differ from
+ *  the configured ones. A malformed or out-of-bounds phc never matches (but costs the same). */
+enum ink_status ink_password_verify(const char *phc, const char *pw, bool *match,
+                                    bool *needs_rehash);
+/** Spends the time of one verification without a real hash (unknown user, OAuth-only account). */
+enum ink_status ink_password_verify_dummy(const char *pw);
+/** Hashes currently waiting for a slot (metrics). */
+unsigned ink_password_waiting(void);
+
+#endif

@@ -1,0 +1,412 @@
+#include "inklet/accounts.h"
+
+#include "inklet/alloc.h"
+#include "inklet/app.h"
+#include "inklet/json.h"
+#include "inklet/log.h"
+#include "inklet/password.h"
+#include "inklet/validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DELETE_HOOKS 8
+
+static ink_account_delete_hook delete_hooks[MAX_DELETE_HOOKS];
+static size_t delete_hook_count;
+
+void ink_account_on_delete(ink_account_delete_hook hook)
+{
+    if (delete_hook_count < MAX_DELETE_HOOKS)
+        delete_hooks[delete_hook_count++] = hook;
+}
+
+#define USER_COLUMNS                                                                               \
+    "id, email, username, extract(epoch FROM created_at)::bigint,"                                 \
+    " extract(epoch FROM updated_at)::bigint"
+
+/* The contract's user object from the first five columns of USER_COLUMNS. */
+static json_t *user_json(const PGresult *r, int row)
+{
+    return json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", PQgetvalue(r, row, 0), "email",
+                     PQgetvalue(r, row, 1), "username", PQgetvalue(r, row, 2), "createdAt",
+                     ink_json_time(ink_db_ll(r, row, 3)), "updatedAt",
+                     ink_json_time(ink_db_ll(r, row, 4)));
+}
+
+static enum ink_status conflict_err(struct ink_db *db, struct ink_err *err)
+{
+    if (strcmp(ink_db_conflict_constraint(db), "users_email_key") == 0)
+        *err = (struct ink_err){"email_taken", "That email address is already registered."};
+    else
+        *err = (struct ink_err){"username_taken", "That username is already taken."};
+    return INK_CONFLICT;
+}
+
+/* ---- register ----------------------------------------------------------------------------- */
+
+static const struct ink_sql SQL_TAKEN = {
+    "account_taken",
+    "SELECT (SELECT count(*) FROM users WHERE email = $1),"
+    " (SELECT count(*) FROM users WHERE lower(username) = lower($2))"};
+
+static const struct ink_sql SQL_INSERT_USER = {
+    "account_insert",
+    "INSERT INTO users (id, email, username, password_hash) VALUES ($1, $2, $3, $4)"
+    " RETURNING " USER_COLUMNS};
+
+enum ink_status ink_account_register(const char *email_in, const char *username, const char *password,
+                                     const struct ink_client *client, struct ink_tokens *tokens,
+                                     json_t **user, struct ink_err *err)
+{
+    char email[INK_EMAIL_MAX + 1];
+    *user = NULL;
+    memset(tokens, 0, sizeof *tokens);
+    if (!email_in || !ink_email_normalize(email_in, email)) {
+        *err = (struct ink_err){"invalid_email", "A valid email address is required."};
+        return INK_INVALID;
+    }
+    if (!username || !ink_username_valid(username)) {
+        *err = (struct ink_err){"invalid_username",
+                                "Username must be 3-32 characters of letters, digits, _ . or -."};
+        return INK_INVALID;
+    }
+    if (!password || !ink_password_policy_ok(password)) {
+        *err = (struct ink_err){"invalid_password", "Password must be 8-1024 bytes long."};
+        return INK_INVALID;
+    }
+    /* cheap duplicate check first, so taken names do not cost a hash; the unique indexes
+     * below remain the real guarantee */
+    PGresult *r;
+    enum ink_status st = ink_db_query(&SQL_TAKEN, 2, (const char *[]){email, username}, &r);
+    if (st != INK_OK)
+        return st;
+    bool email_taken = strcmp(PQgetvalue(r, 0, 0), "0") != 0;
+    bool name_taken = strcmp(PQgetvalue(r, 0, 1), "0") != 0;
+    PQclear(r);
+    if (email_taken) {
+        *err = (struct ink_err){"email_taken", "That email address is already registered."};
+        return INK_CONFLICT;
+    }
+    if (name_taken) {
+        *err = (struct ink_err){"username_taken", "That username is already taken."};
+        return INK_CONFLICT;
+    }
+    char *phc = NULL;
+    st = ink_password_hash(password, &phc);
+    if (st != INK_OK)
+        return st;
+
+    struct ink_db *db = NULL;
+    char id[INK_UUID_STRLEN + 1];
+    ink_uuid_v7(id);
+    r = NULL;
+    st = ink_db_acquire(&db);
+    if (st != INK_OK)
+        goto out;
+    if ((st = ink_db_simple(db, "BEGIN")) != INK_OK)
+        goto out;
+    st = ink_db_exec(db, &SQL_INSERT_USER, 4, (const char *[]){id, email, username, phc}, &r);
+    if (st == INK_CONFLICT) {
+        st = conflict_err(db, err);
+        goto out;
+    }
+    if (st != INK_OK)
+        goto out;
+    if ((st = ink_session_start(db, id, client->user_agent, client->ip, tokens)) != INK_OK)
+        goto out;
+    if ((st = ink_db_simple(db, "COMMIT")) != INK_OK)
+        goto out;
+    *user = user_json(r, 0);
+out:
+    if (st != INK_OK)
+        ink_tokens_free(tokens);
+    PQclear(r);
+    ink_db_release(db); /* rolls back an open transaction */
+    free(phc);
+    return st;
+}
+
+/* ---- login -------------------------------------------------------------------------------- */
+
+static const struct ink_sql SQL_LOGIN_BY_EMAIL = {
+    "login_by_email",
+    "SELECT " USER_COLUMNS ", password_hash,"
+    " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
+    " FROM users WHERE email = $1"};
+
+static const struct ink_sql SQL_LOGIN_BY_NAME = {
+    "login_by_name",
+    "SELECT " USER_COLUMNS ", password_hash,"
+    " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
+    " FROM users WHERE lower(username) = lower($1)"};
+
+/* Doubling back-off from 1 s once `after` failures are reached, capped at `max`; never a
+ * permanent lock-out. */
+static const struct ink_sql SQL_LOGIN_FAILED = {
+    "login_failed",
+    "UPDATE users SET failed_logins = failed_logins + 1,"
+    " login_blocked_until = CASE WHEN failed_logins + 1 >= $2::int"
+    "  THEN now() + make_interval(secs => LEAST($3::int,"
+    "   power(2, LEAST(failed_logins + 1 - $2::int, 30))::int))"
+    "  ELSE login_blocked_until END"
+    " WHERE id = $1"};
+
+static const struct ink_sql SQL_LOGIN_OK = {
+    "login_ok",
+    "UPDATE users SET failed_logins = 0, login_blocked_until = NULL,"
+    " password_hash = COALESCE($2, password_hash) WHERE id = $1"};
+
+enum ink_status ink_account_login(const char *identifier, const char *password,
+                                  const struct ink_client *client, struct ink_tokens *tokens,
+                                  json_t **user, unsigned *retry_after, struct ink_err *err)
+{
+    *user = NULL;
+    memset(tokens, 0, sizeof *tokens);
+    *err = (struct ink_err){"invalid_credentials", "Invalid credentials."};
+    char email[INK_EMAIL_MAX + 1];
+    bool by_email = strchr(identifier, '@') != NULL;
+    const char *key = identifier;
+    if (by_email) {
+        if (!ink_email_normalize(identifier, email))
+            email[0] = '\0';
+        key = email;
+    }
+    PGresult *r = NULL;
+    char *new_phc = NULL;
+    struct ink_db *db = NULL;
+    enum ink_status st = ink_db_acquire(&db);
+    if (st != INK_OK)
+        return st;
+    st = ink_db_exec(db, by_email ? &SQL_LOGIN_BY_EMAIL : &SQL_LOGIN_BY_NAME, 1,
+                     (const char *[]){key}, &r);
+    if (st != INK_OK)
+        goto out;
+    const char *phc = PQntuples(r) == 1 ? ink_db_str(r, 0, 5) : NULL;
+    if (PQntuples(r) == 1 && ink_db_ll(r, 0, 6) > 0) {
+        *retry_after = (unsigned)ink_db_ll(r, 0, 6);
+        *err = (struct ink_err){"login_backoff",
+                                "Too many failed sign-in attempts; retry later."};
+        st = INK_RATE_LIMITED;
+        goto out;
+    }
+    /* the database connection is not needed while hashing */
+    ink_db_release(db);
+    db = NULL;
+    bool match = false, rehash = false;
+    if (!phc) {
+        /* unknown user or OAuth-only account: same work, same answer */
+        st = ink_password_verify_dummy(password);
+        if (st == INK_OK)
+            st = INK_UNAUTHORIZED;
+        goto out;
+    }
+    if ((st = ink_password_verify(phc, password, &match, &rehash)) != INK_OK)
+        goto out;
+    const char *uid = PQgetvalue(r, 0, 0);
+    if (!match) {
+        char after[16], max[16];
+        snprintf(after, sizeof after, "%u", ink_app.cfg.login_backoff_after);
+        snprintf(max, sizeof max, "%u", ink_app.cfg.login_backoff_max);
+        st = ink_db_query(&SQL_LOGIN_FAILED, 3, (const char *[]){uid, after, max}, NULL);
+        if (st == INK_OK)
+            st = INK_UNAUTHORIZED;
+        goto out;
+    }
+    if (rehash && ink_password_hash(password, &new_phc) != INK_OK)
+        new_phc = NULL; /* try again on the next login */
+    if ((st = ink_db_acquire(&db)) != INK_OK)
+        goto out;
+    if ((st = ink_db_exec(db, &SQL_LOGIN_OK, 2, (const char *[]){uid, new_phc}, NULL)) != INK_OK)
+        goto out;
+    if ((st = ink_session_start(db, uid, client->user_agent, client->ip, tokens)) != INK_OK)
+        goto out;
+    *user = user_json(r, 0);
+out:
+    if (st != INK_OK)
+        ink_tokens_free(tokens);
+    PQclear(r);
+    ink_db_release(db);
+    free(new_phc);
+    return st;
+}
+
+/* ---- profile ------------------------------------------------------------------------------ */
+
+static const struct ink_sql SQL_ME = {
+    "account_me",
+    "SELECT " USER_COLUMNS ", password_hash IS NOT NULL,"
+    " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"
+    "  WHERE user_id = users.id)"
+    " FROM users WHERE id = $1"};
+
+enum ink_status ink_account_me(const char *user_id, json_t **out)
+{
+    PGresult *r;
+    enum ink_status st = ink_db_query(&SQL_ME, 1, (const char *[]){user_id}, &r);
+    if (st != INK_OK)
+        return st;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return INK_UNAUTHORIZED;
+    }
+    json_t *me = user_json(r, 0);
+    json_t *providers = json_array();
+    const char *list = ink_db_str(r, 0, 6);
+    while (list && *list) {
+        size_t n = strcspn(list, ",");
+        json_array_append_new(providers, json_stringn(list, n));
+        list += n + (list[n] == ',');
+    }
+    json_object_set_new(me, "hasPassword", json_boolean(PQgetvalue(r, 0, 5)[0] == 't'));
+    json_object_set_new(me, "providers", providers);
+    json_object_set_new(me, "plan", json_string("free"));
+    json_object_set_new(me, "subscription", json_null());
+    PQclear(r);
+    *out = me;
+    return INK_OK;
+}
+
+static const struct ink_sql SQL_PASSWORD_HASH = {
+    "account_password_hash", "SELECT password_hash, email FROM users WHERE id = $1"};
+
+/* Checks `password` against the account's hash. INK_OK with *has_password false when the account
+ * has none. A wrong or missing password (when one exists) is INK_UNAUTHORIZED / INK_INVALID. */
+static enum ink_status check_current_password(const char *user_id, const char *password,
+                                              bool *has_password, char **email_out,
+                                              struct ink_err *err)
+{
+    PGresult *r;
+    enum ink_status st = ink_db_query(&SQL_PASSWORD_HASH, 1, (const char *[]){user_id}, &r);
+    if (st != INK_OK)
+        return st;
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return INK_UNAUTHORIZED;
+    }
+    const char *phc = ink_db_str(r, 0, 0);
+    *has_password = phc != NULL;
+    if (email_out)
+        *email_out = ink_strdup(PQgetvalue(r, 0, 1));
+    if (phc && !password) {
+        *err = (struct ink_err){"current_password_required",
+                                "Your current password is required."};
+        st = INK_INVALID;
+    } else if (phc) {
+        bool match = false, rehash = false;
+        st = ink_password_verify(phc, password, &match, &rehash);
+        if (st == INK_OK && !match) {
+            *err = (struct ink_err){"invalid_credentials", "The current password is wrong."};
+            st = INK_UNAUTHORIZED;
+        }
+    }
+    PQclear(r);
+    return st;
+}
+
+static const struct ink_sql SQL_UPDATE_PROFILE = {
+    "account_update",
+    "UPDATE users SET username = COALESCE($2, username), email = COALESCE($3, email),"
+    " updated_at = now() WHERE id = $1"};
+
+enum ink_status ink_account_update(const char *user_id, const char *username, const char *email_in,
+                                   const char *current_password, json_t **out,
+                                   struct ink_err *err)
+{
+    char email[INK_EMAIL_MAX + 1];
+    *out = NULL;
+    if (!username && !email_in) {
+        *err = (struct ink_err){"invalid_request", "Nothing to update: send username or email."};
+        return INK_INVALID;
+    }
+    if (username && !ink_username_valid(username)) {
+        *err = (struct ink_err){"invalid_username",
+                                "Username must be 3-32 characters of letters, digits, _ . or -."};
+        return INK_INVALID;
+    }
+    if (email_in && !ink_email_normalize(email_in, email)) {
+        *err = (struct ink_err){"invalid_email", "A valid email address is required."};
+        return INK_INVALID;
+    }
+    enum ink_status st;
+    if (email_in) {
+        bool has_password;
+        char *current_email = NULL;
+        st = check_current_password(user_id, NULL, &has_password, &current_email, err);
+        bool changing = st != INK_UNAUTHORIZED && current_email && strcmp(current_email, email) != 0;
+        free(current_email);
+        if (changing) {
+            /* only a real change of address needs the password */
+            st = check_current_password(user_id, current_password, &has_password, NULL, err);
+            if (st != INK_OK)
+                return st;
+        } else if (st == INK_UNAUTHORIZED || st == INK_UNAVAILABLE || st == INK_INTERNAL) {
+            return st;
+        }
+    }
+    struct ink_db *db;
+    if ((st = ink_db_acquire(&db)) != INK_OK)
+        return st;
+    st = ink_db_exec(db, &SQL_UPDATE_PROFILE, 3,
+                     (const char *[]){user_id, username, email_in ? email : NULL}, NULL);
+    if (st == INK_CONFLICT)
+        st = conflict_err(db, err);
+    ink_db_release(db);
+    if (st != INK_OK)
+        return st;
+    return ink_account_me(user_id, out);
+}
+
+static const struct ink_sql SQL_SET_PASSWORD = {
+    "account_set_password",
+    "UPDATE users SET password_hash = $2, updated_at = now(), failed_logins = 0,"
+    " login_blocked_until = NULL WHERE id = $1"};
+
+enum ink_status ink_account_change_password(const char *user_id, const char *session_id,
+                                            const char *current_password,
+                                            const char *new_password, struct ink_err *err)
+{
+    if (!new_password || !ink_password_policy_ok(new_password)) {
+        *err = (struct ink_err){"invalid_password", "Password must be 8-1024 bytes long."};
+        return INK_INVALID;
+    }
+    bool has_password;
+    enum ink_status st = check_current_password(user_id, current_password, &has_password, NULL, err);
+    if (st != INK_OK)
+        return st;
+    char *phc = NULL;
+    if ((st = ink_password_hash(new_password, &phc)) != INK_OK)
+        return st;
+    struct ink_db *db;
+    if ((st = ink_db_acquire(&db)) == INK_OK) {
+        if ((st = ink_db_simple(db, "BEGIN")) == INK_OK &&
+            (st = ink_db_exec(db, &SQL_SET_PASSWORD, 2, (const char *[]){user_id, phc}, NULL)) ==
+                INK_OK &&
+            (st = ink_session_revoke_all(db, user_id, session_id, NULL)) == INK_OK)
+            st = ink_db_simple(db, "COMMIT");
+        ink_db_release(db);
+    }
+    free(phc);
+    return st;
+}
+
+static const struct ink_sql SQL_DELETE_USER = {"account_delete",
+                                               "DELETE FROM users WHERE id = $1"};
+
+enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err)
+{
+    bool has_password;
+    enum ink_status st = check_current_password(user_id, password, &has_password, NULL, err);
+    if (st != INK_OK)
+        return st;
+    struct ink_db *db;
+    if ((st = ink_db_acquire(&db)) != INK_OK)
+        return st;
+    for (size_t i = 0; i < delete_hook_count; i++)
+        delete_hooks[i](db, user_id);
+    st = ink_db_exec(db, &SQL_DELETE_USER, 1, (const char *[]){user_id}, NULL);
+    ink_db_release(db);
+    ink_session_cache_forget_user(user_id);
+    return st;
+}

@@ -1,0 +1,186 @@
+/* HTTP glue for contract §2: read fields, call the account service, shape the reply. */
+#include "inklet/accounts.h"
+#include "inklet/handlers.h"
+#include "inklet/json.h"
+
+#include <string.h>
+
+static enum ink_status bad_field(struct ink_req *req, const char *field)
+{
+    return ink_fail_field(req, field);
+}
+
+/* Reads a required string field; INK_INVALID if absent or not a string. */
+static enum ink_status need_string(struct ink_req *req, const char *key, const char **out)
+{
+    if (ink_json_opt_string(req->json, key, out) != INK_OK || !*out)
+        return bad_field(req, key);
+    return INK_OK;
+}
+
+static enum ink_status fail_err(struct ink_req *req, enum ink_status st, const struct ink_err *err)
+{
+    return err->code ? ink_fail(req, st, err->code, err->message) : st;
+}
+
+static json_t *auth_response(struct ink_tokens *t, json_t *user)
+{
+    json_t *body = json_pack("{s:s,s:s,s:o}", "accessToken", t->access, "refreshToken",
+                             t->refresh, "user", user);
+    ink_tokens_free(t);
+    return body;
+}
+
+enum ink_status ink_h_register(struct ink_req *req)
+{
+    const char *email, *username, *password;
+    if (need_string(req, "email", &email) || need_string(req, "username", &username) ||
+        need_string(req, "password", &password))
+        return INK_INVALID;
+    struct ink_client client = {req->user_agent, req->client_ip};
+    struct ink_tokens tokens;
+    struct ink_err err = {0};
+    json_t *user;
+    enum ink_status st =
+        ink_account_register(email, username, password, &client, &tokens, &user, &err);
+    if (st != INK_OK)
+        return fail_err(req, st, &err);
+    return ink_reply(req, 201, auth_response(&tokens, user));
+}
+
+enum ink_status ink_h_login(struct ink_req *req)
+{
+    /* `identifier`, or `email` / `username` as sent by older clients */
+    const char *identifier = NULL, *password;
+    static const char *const keys[] = {"identifier", "email", "username"};
+    for (size_t i = 0; i < 3 && !identifier; i++)
+        if (ink_json_opt_string(req->json, keys[i], &identifier) != INK_OK)
+            return bad_field(req, keys[i]);
+    if (!identifier || !*identifier)
+        return bad_field(req, "identifier");
+    if (need_string(req, "password", &password))
+        return INK_INVALID;
+    struct ink_client client = {req->user_agent, req->client_ip};
+    struct ink_tokens tokens;
+    struct ink_err err = {0};
+    json_t *user;
+    enum ink_status st = ink_account_login(identifier, password, &client, &tokens, &user,
+                                           &req->retry_after, &err);
+    if (st != INK_OK)
+        return fail_err(req, st, &err);
+    return ink_reply(req, 200, auth_response(&tokens, user));
+}
+
+enum ink_status ink_h_refresh(struct ink_req *req)
+{
+    const char *refresh;
+    if (need_string(req, "refreshToken", &refresh))
+        return INK_INVALID;
+    struct ink_tokens tokens;
+    struct ink_err err = {0};
+    enum ink_status st = ink_session_refresh(refresh, &tokens, &err);
+    if (st != INK_OK)
+        return fail_err(req, st, &err);
+    json_t *body =
+        json_pack("{s:s,s:s}", "accessToken", tokens.access, "refreshToken", tokens.refresh);
+    ink_tokens_free(&tokens);
+    return ink_reply(req, 200, body);
+}
+
+enum ink_status ink_h_logout(struct ink_req *req)
+{
+    const char *refresh = NULL;
+    if (ink_json_opt_string(req->json, "refreshToken", &refresh) != INK_OK)
+        return bad_field(req, "refreshToken");
+    enum ink_status st = INK_NOT_FOUND;
+    if (refresh)
+        st = ink_session_revoke_by_refresh(req->auth.user_id, refresh);
+    if (st == INK_NOT_FOUND)
+        st = ink_session_revoke(req->auth.user_id, req->auth.session_id);
+    if (st != INK_OK && st != INK_NOT_FOUND)
+        return st;
+    return ink_reply_message(req, 200, "logged out");
+}
+
+enum ink_status ink_h_me(struct ink_req *req)
+{
+    json_t *me;
+    enum ink_status st = ink_account_me(req->auth.user_id, &me);
+    return st == INK_OK ? ink_reply(req, 200, me) : st;
+}
+
+enum ink_status ink_h_me_update(struct ink_req *req)
+{
+    const char *username, *email, *current;
+    if (ink_json_opt_string(req->json, "username", &username) != INK_OK ||
+        ink_json_opt_string(req->json, "email", &email) != INK_OK ||
+        ink_json_opt_string(req->json, "currentPassword", &current) != INK_OK)
+        return ink_fail(req, INK_INVALID, "invalid_request",
+                        "username, email and currentPassword must be strings.");
+    struct ink_err err = {0};
+    json_t *me;
+    enum ink_status st =
+        ink_account_update(req->auth.user_id, username, email, current, &me, &err);
+    if (st != INK_OK)
+        return fail_err(req, st, &err);
+    return ink_reply(req, 200, me);
+}
+
+enum ink_status ink_h_password(struct ink_req *req)
+{
+    const char *current, *next;
+    if (ink_json_opt_string(req->json, "currentPassword", &current) != INK_OK)
+        return bad_field(req, "currentPassword");
+    if (need_string(req, "newPassword", &next))
+        return INK_INVALID;
+    struct ink_err err = {0};
+    enum ink_status st = ink_account_change_password(req->auth.user_id, req->auth.session_id,
+                                                     current, next, &err);
+    if (st != INK_OK)
+        return fail_err(req, st, &err);
+    return ink_reply_message(req, 200, "password updated");
+}
+
+enum ink_status ink_h_me_delete(struct ink_req *req)
+{
+    const char *password = NULL;
+    if (ink_json_opt_string(req->json, "password", &password) != INK_OK)
+        return bad_field(req, "password");
+    struct ink_err err = {0};
+    enum ink_status st = ink_account_delete(req->auth.user_id, password, &err);
+    if (st != INK_OK)
+        return fail_err(req, st, &err);
+    return ink_reply(req, 204, NULL);
+}
+
+enum ink_status ink_h_sessions_list(struct ink_req *req)
+{
+    json_t *list;
+    enum ink_status st = ink_session_list(req->auth.user_id, req->auth.session_id, &list);
+    return st == INK_OK ? ink_reply(req, 200, list) : st;
+}
+
+enum ink_status ink_h_sessions_revoke_all(struct ink_req *req)
+{
+    struct ink_db *db;
+    long long n = 0;
+    enum ink_status st = ink_db_acquire(&db);
+    if (st != INK_OK)
+        return st;
+    st = ink_session_revoke_all(db, req->auth.user_id, req->auth.session_id, &n);
+    ink_db_release(db);
+    if (st != INK_OK)
+        return st;
+    return ink_reply(req, 200, json_pack("{s:I}", "revoked", (json_int_t)n));
+}
+
+enum ink_status ink_h_session_revoke(struct ink_req *req)
+{
+    const char *id = req->params[0];
+    if (!ink_uuid_valid(id))
+        return ink_fail(req, INK_INVALID, "invalid_id", "The id is not a valid UUID.");
+    enum ink_status st = ink_session_revoke(req->auth.user_id, id);
+    if (st == INK_NOT_FOUND)
+        return ink_fail(req, st, "session_not_found", "No such session.");
+    return st == INK_OK ? ink_reply(req, 204, NULL) : st;
+}

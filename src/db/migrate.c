@@ -1,0 +1,83 @@
+#include "inklet/migrate.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Any constant shared by every inkletd; "inkl" in ASCII. */
+#define MIGRATION_LOCK_KEY "1768844140"
+
+/* "relation already exists, skipping" notices are noise here */
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+static bool run(PGconn *c, const char *sql, const char *what)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "migrate: %s failed: %s", what, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+static bool applied(PGconn *c, const char *name, bool *out)
+{
+    const char *params[1] = {name};
+    PGresult *r = PQexecParams(c, "SELECT 1 FROM schema_migrations WHERE name = $1", 1, NULL,
+                               params, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok)
+        *out = PQntuples(r) > 0;
+    else
+        fprintf(stderr, "migrate: reading schema_migrations failed: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+bool ink_migrate_run(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "migrate: cannot connect to the database: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return false;
+    }
+    PQsetNoticeProcessor(c, quiet, NULL);
+    bool ok = run(c, "BEGIN", "BEGIN") &&
+              run(c, "SELECT pg_advisory_xact_lock(" MIGRATION_LOCK_KEY ")", "lock") &&
+              run(c,
+                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                  " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                  "creating schema_migrations");
+    unsigned count = 0;
+    for (size_t i = 0; ok && i < ink_migrations_count; i++) {
+        bool done = false;
+        ok = applied(c, ink_migrations[i].name, &done);
+        if (!ok || done)
+            continue;
+        ok = run(c, ink_migrations[i].sql, ink_migrations[i].name);
+        if (ok) {
+            const char *params[1] = {ink_migrations[i].name};
+            PGresult *r = PQexecParams(c, "INSERT INTO schema_migrations(name) VALUES ($1)", 1,
+                                       NULL, params, NULL, NULL, 0);
+            ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (ok) {
+                printf("migrate: applied %s\n", ink_migrations[i].name);
+                count++;
+            }
+        }
+    }
+    ok = ok && run(c, "COMMIT", "COMMIT");
+    if (!ok)
+        run(c, "ROLLBACK", "ROLLBACK");
+    else
+        printf("migrate: %u migration(s) applied, schema up to date\n", count);
+    PQfinish(c);
+    return ok;
+}

@@ -1,0 +1,98 @@
+#include "inklet/metrics.h"
+
+#include "inklet/alloc.h"
+#include "inklet/buf.h"
+#include "inklet/db.h"
+#include "inklet/password.h"
+#include "inklet/workq.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_ROUTES 96
+#define STATUS_CLASSES 6 /* 0 (no response), 1xx..5xx */
+static const double BUCKETS_MS[] = {1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
+#define NBUCKETS (sizeof BUCKETS_MS / sizeof *BUCKETS_MS)
+
+static atomic_ullong requests[MAX_ROUTES + 1][STATUS_CLASSES];
+static atomic_ullong latency[NBUCKETS + 1];
+static atomic_ullong latency_sum_us;
+
+void ink_metrics_observe_request(const struct ink_route *route, unsigned status, double ms)
+{
+    size_t r = route ? (size_t)(route - ink_routes) : MAX_ROUTES;
+    if (r > MAX_ROUTES)
+        r = MAX_ROUTES;
+    unsigned cls = status / 100 < STATUS_CLASSES ? status / 100 : 0;
+    atomic_fetch_add_explicit(&requests[r][cls], 1, memory_order_relaxed);
+    size_t b = 0;
+    while (b < NBUCKETS && ms > BUCKETS_MS[b])
+        b++;
+    atomic_fetch_add_explicit(&latency[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency_sum_us, (unsigned long long)(ms * 1000.0),
+                              memory_order_relaxed);
+}
+
+static void appendf(struct ink_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void appendf(struct ink_buf *b, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        ink_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+char *ink_metrics_render(void)
+{
+    struct ink_buf b;
+    ink_buf_init(&b, 1 << 20);
+    appendf(&b, "# HELP inklet_http_requests_total Finished HTTP requests.\n"
+                "# TYPE inklet_http_requests_total counter\n");
+    for (size_t r = 0; r <= MAX_ROUTES; r++) {
+        if (r < MAX_ROUTES && r >= ink_routes_count)
+            continue;
+        for (unsigned c = 0; c < STATUS_CLASSES; c++) {
+            unsigned long long n = atomic_load(&requests[r][c]);
+            if (!n)
+                continue;
+            if (r == MAX_ROUTES)
+                appendf(&b, "inklet_http_requests_total{route=\"unmatched\",status=\"%ux\"} %llu\n",
+                        c, n);
+            else
+                appendf(&b,
+                        "inklet_http_requests_total{method=\"%s\",route=\"%s\",status=\"%ux\"} "
+                        "%llu\n",
+                        ink_routes[r].method, ink_routes[r].pattern, c, n);
+        }
+    }
+    appendf(&b, "# HELP inklet_http_request_duration_ms Request latency.\n"
+                "# TYPE inklet_http_request_duration_ms histogram\n");
+    unsigned long long cum = 0;
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cum += atomic_load(&latency[i]);
+        appendf(&b, "inklet_http_request_duration_ms_bucket{le=\"%g\"} %llu\n", BUCKETS_MS[i], cum);
+    }
+    cum += atomic_load(&latency[NBUCKETS]);
+    appendf(&b, "inklet_http_request_duration_ms_bucket{le=\"+Inf\"} %llu\n", cum);
+    appendf(&b, "inklet_http_request_duration_ms_sum %.3f\n",
+            (double)atomic_load(&latency_sum_us) / 1000.0);
+    appendf(&b, "inklet_http_request_duration_ms_count %llu\n", cum);
+    unsigned in_use, waiting, size;
+    ink_db_pool_stats(&in_use, &waiting, &size);
+    appendf(&b,
+            "# TYPE inklet_db_pool_in_use gauge\ninklet_db_pool_in_use %u\n"
+            "# TYPE inklet_db_pool_waiting gauge\ninklet_db_pool_waiting %u\n"
+            "# TYPE inklet_db_pool_size gauge\ninklet_db_pool_size %u\n",
+            in_use, waiting, size);
+    appendf(&b,
+            "# TYPE inklet_password_hash_waiting gauge\ninklet_password_hash_waiting %u\n"
+            "# TYPE inklet_worker_queue_pending gauge\ninklet_worker_queue_pending %u\n",
+            ink_password_waiting(), ink_workq_pending());
+    char *out = b.data ? b.data : ink_strdup("");
+    return out;
+}

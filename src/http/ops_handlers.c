@@ -1,0 +1,54 @@
+/* Contract §1: health, readiness and metrics. */
+#include "inklet/app.h"
+#include "inklet/db.h"
+#include "inklet/handlers.h"
+#include "inklet/metrics.h"
+#include "inklet/netaddr.h"
+
+#include <openssl/crypto.h>
+#include <string.h>
+#include <strings.h>
+
+enum ink_status ink_h_health(struct ink_req *req)
+{
+    /* no database work here: the load balancer calls this constantly */
+    if (atomic_load(&ink_app.draining))
+        return ink_reply(req, 503, json_pack("{s:s}", "status", "draining"));
+    return ink_reply(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+enum ink_status ink_h_ready(struct ink_req *req)
+{
+    bool db_ok = ink_db_healthy();
+    bool ok = db_ok && !atomic_load(&ink_app.draining);
+    json_t *checks = json_pack("{s:s}", "database", db_ok ? "ok" : "unavailable");
+    json_t *body = json_pack("{s:s,s:o}", "status",
+                             ok ? "ok" : (atomic_load(&ink_app.draining) ? "draining" : "unavailable"),
+                             "checks", checks);
+    if (!ok)
+        req->retry_after = 2;
+    return ink_reply(req, ok ? 200 : 503, body);
+}
+
+static bool metrics_allowed(struct ink_req *req)
+{
+    unsigned char addr[16];
+    static const unsigned char v6_loopback[16] = {[15] = 1};
+    if (ink_ip_parse(req->peer_ip, addr) &&
+        ((addr[10] == 0xff && addr[11] == 0xff && addr[12] == 127) ||
+         memcmp(addr, v6_loopback, 16) == 0))
+        return true;
+    const char *token = ink_app.cfg.metrics_token;
+    const char *auth = req->authorization;
+    if (!token || !*token || !auth || strncasecmp(auth, "Bearer ", 7) != 0)
+        return false;
+    size_t n = strlen(token);
+    return strlen(auth + 7) == n && CRYPTO_memcmp(auth + 7, token, n) == 0;
+}
+
+enum ink_status ink_h_metrics(struct ink_req *req)
+{
+    if (!metrics_allowed(req))
+        return ink_fail(req, INK_NOT_FOUND, "not_found", "No such route.");
+    return ink_reply_text(req, 200, "text/plain; version=0.0.4", ink_metrics_render());
+}

@@ -1,0 +1,27 @@
+/* The one route table. Adding a route is adding a line. */
+#include "inklet/handlers.h"
+
+#define AUTH INK_ROUTE_AUTH
+#define JSON INK_ROUTE_JSON
+#define JSON_REQ INK_ROUTE_JSON_REQ
+#define SLOW INK_ROUTE_SLOW
+
+const struct ink_route ink_routes[] = {
+    {"GET", "/health", ink_h_health, 0, INK_RATE_NONE},
+    {"GET", "/health/ready", ink_h_ready, 0, INK_RATE_NONE},
+    {"GET", "/metrics", ink_h_metrics, 0, INK_RATE_NONE},
+
+    {"POST", "/auth/register", ink_h_register, JSON_REQ | SLOW, INK_RATE_REGISTER},
+    {"POST", "/auth/login", ink_h_login, JSON_REQ | SLOW, INK_RATE_LOGIN},
+    {"POST", "/auth/refresh", ink_h_refresh, JSON_REQ, INK_RATE_REFRESH},
+    {"POST", "/auth/logout", ink_h_logout, AUTH | JSON, INK_RATE_NONE},
+    {"GET", "/auth/me", ink_h_me, AUTH, INK_RATE_NONE},
+    {"PATCH", "/auth/me", ink_h_me_update, AUTH | JSON_REQ | SLOW, INK_RATE_NONE},
+    {"DELETE", "/auth/me", ink_h_me_delete, AUTH | JSON | SLOW, INK_RATE_NONE},
+    {"POST", "/auth/password", ink_h_password, AUTH | JSON_REQ | SLOW, INK_RATE_NONE},
+    {"GET", "/auth/sessions", ink_h_sessions_list, AUTH, INK_RATE_NONE},
+    {"DELETE", "/auth/sessions", ink_h_sessions_revoke_all, AUTH, INK_RATE_NONE},
+    {"DELETE", "/auth/sessions/{id}", ink_h_session_revoke, AUTH, INK_RATE_NONE},
+};
+
+const size_t ink_routes_count = sizeof ink_routes / sizeof *ink_routes;

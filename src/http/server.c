@@ -1,0 +1,498 @@
+/* Request lifecycle (libmicrohttpd calls the access handler several times per request):
+ *   1st call     allocate the context, route, read headers; never queue a response here, or MHD
+ *                turns off keep-alive for the connection;
+ *   data calls   append to a capped body buffer; past the cap answer 413 without reading on;
+ *   final call   (upload size 0) validate, authenticate, run the handler — inline, or on the
+ *                worker pool with the connection suspended for INK_ROUTE_SLOW routes — and queue
+ *                the response. After a resume MHD calls once more and the stored result is sent.
+ * finish() is the one place a result becomes an HTTP status, headers and body. */
+#include "inklet/server.h"
+
+#include "inklet/alloc.h"
+#include "inklet/app.h"
+#include "inklet/auth.h"
+#include "inklet/buf.h"
+#include "inklet/http.h"
+#include "inklet/json.h"
+#include "inklet/log.h"
+#include "inklet/metrics.h"
+#include "inklet/ratelimit.h"
+#include "inklet/timeutil.h"
+#include "inklet/workq.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+enum ctx_state { ST_READING, ST_TOO_LARGE, ST_SLOW_RUNNING, ST_SLOW_DONE, ST_RESPONDED };
+
+struct conn_ctx {
+    struct ink_req req;
+    struct MHD_Connection *conn;
+    struct ink_buf body;
+    enum ctx_state state;
+    enum ink_status match; /* routing result */
+    enum ink_status result;
+    int64_t start_us;
+    unsigned http_status;
+    char *scratch; /* path copy the path parameters point into */
+    char allow[96];
+    const char *origin;
+    const char *content_type;
+};
+
+static struct MHD_Daemon *daemon_handle;
+static atomic_uint inflight;
+
+unsigned ink_server_inflight(void)
+{
+    return atomic_load(&inflight);
+}
+
+/* ---- handler helpers ---------------------------------------------------------------------- */
+
+enum ink_status ink_reply(struct ink_req *req, unsigned status, json_t *body)
+{
+    if (req->resp)
+        json_decref(req->resp);
+    req->status = status;
+    req->resp = body;
+    return INK_OK;
+}
+
+enum ink_status ink_reply_text(struct ink_req *req, unsigned status, const char *content_type,
+                               char *text)
+{
+    free(req->resp_text);
+    req->status = status;
+    req->resp_text = text;
+    req->resp_type = content_type;
+    return INK_OK;
+}
+
+enum ink_status ink_reply_message(struct ink_req *req, unsigned status, const char *message)
+{
+    return ink_reply(req, status, json_pack("{s:s}", "message", message));
+}
+
+enum ink_status ink_fail(struct ink_req *req, enum ink_status st, const char *code,
+                         const char *message)
+{
+    req->err_code = code;
+    req->err_message = message;
+    return st;
+}
+
+enum ink_status ink_fail_field(struct ink_req *req, const char *field)
+{
+    snprintf(req->msg_buf, sizeof req->msg_buf,
+             "The field \"%s\" is required and must be a string.", field);
+    return ink_fail(req, INK_INVALID, "invalid_request", req->msg_buf);
+}
+
+const char *ink_req_query(struct ink_req *req, const char *name)
+{
+    struct conn_ctx *ctx = req->priv;
+    return MHD_lookup_connection_value(ctx->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* ---- request ids -------------------------------------------------------------------------- */
+
+static bool request_id_sane(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 64 || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return n > 0;
+}
+
+static void make_request_id(char out[65])
+{
+    /* a per-thread random prefix and counter: unique without a syscall per request */
+    static _Thread_local unsigned char prefix[8];
+    static _Thread_local unsigned long long counter;
+    if (!counter)
+        ink_random_bytes(prefix, sizeof prefix);
+    char hex[17];
+    ink_hex_encode(prefix, sizeof prefix, hex);
+    snprintf(out, 65, "%s-%llu", hex, ++counter);
+}
+
+/* ---- responses ---------------------------------------------------------------------------- */
+
+static bool add_header(struct MHD_Response *r, const char *name, const char *value)
+{
+    if (MHD_add_response_header(r, name, value) == MHD_NO) {
+        ink_warn("could not add response header %s", name);
+        return false;
+    }
+    return true;
+}
+
+static void add_cors(struct conn_ctx *ctx, struct MHD_Response *r)
+{
+    add_header(r, "Vary", "Origin");
+    if (!ink_app_origin_allowed(ctx->origin))
+        return;
+    add_header(r, "Access-Control-Allow-Origin", ctx->origin);
+    add_header(r, "Access-Control-Expose-Headers", "Retry-After, X-Request-Id");
+}
+
+/* Queues the response for a finished request. Returns MHD's verdict. */
+static enum MHD_Result finish(struct conn_ctx *ctx, enum ink_status st)
+{
+    struct ink_req *req = &ctx->req;
+    unsigned code;
+    json_t *body;
+    if (st == INK_OK) {
+        code = req->status ? req->status : 200;
+        body = req->resp;
+        req->resp = NULL;
+    } else {
+        code = ink_status_http(st);
+        body = json_pack("{s:s,s:s}", "message",
+                         req->err_message ? req->err_message : ink_status_message(st), "code",
+                         req->err_code ? req->err_code : ink_status_code(st));
+        if (st == INK_UNAVAILABLE && !req->retry_after)
+            req->retry_after = 2;
+    }
+    size_t len = 0;
+    const char *type = "application/json; charset=utf-8";
+    char *text = body ? ink_json_dump(body, &len) : NULL;
+    json_decref(body);
+    if (!text && st == INK_OK && req->resp_text) {
+        text = req->resp_text;
+        req->resp_text = NULL;
+        len = strlen(text);
+        type = req->resp_type;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE
+                                                                            : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    if (text)
+        add_header(r, "Content-Type", type);
+    add_header(r, "X-Request-Id", req->request_id);
+    add_header(r, "Cache-Control", "no-store");
+    add_cors(ctx, r);
+    if (req->retry_after && (code == 429 || code == 503)) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%u", req->retry_after);
+        add_header(r, "Retry-After", ra);
+    }
+    if (code == 405) {
+        char allow[sizeof ctx->allow + 16];
+        snprintf(allow, sizeof allow, "%s, OPTIONS", ctx->allow); /* preflight is always served */
+        add_header(r, "Allow", allow);
+    }
+    if (req->location) {
+        add_header(r, "Location", req->location);
+        add_header(r, "Referrer-Policy", "no-referrer");
+    }
+    if (atomic_load(&ink_app.draining))
+        add_header(r, "Connection", "close");
+    ctx->http_status = code;
+    ctx->state = ST_RESPONDED;
+    enum MHD_Result ret = MHD_queue_response(ctx->conn, code, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result preflight(struct conn_ctx *ctx)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    add_header(r, "X-Request-Id", ctx->req.request_id);
+    add_cors(ctx, r);
+    if (ink_app_origin_allowed(ctx->origin)) {
+        add_header(r, "Access-Control-Allow-Methods", ctx->allow);
+        add_header(r, "Access-Control-Allow-Headers", "Authorization, Content-Type");
+        add_header(r, "Access-Control-Max-Age", "600");
+    }
+    ctx->http_status = 204;
+    ctx->state = ST_RESPONDED;
+    enum MHD_Result ret = MHD_queue_response(ctx->conn, 204, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+static void run_slow(void *arg)
+{
+    struct conn_ctx *ctx = arg;
+    ctx->result = ctx->req.route->handler(&ctx->req);
+    ctx->state = ST_SLOW_DONE;
+    MHD_resume_connection(ctx->conn);
+}
+
+static bool is_json_content_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen("application/json");
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Everything between routing and the handler: body, rate limit, authentication. */
+static enum ink_status prepare(struct conn_ctx *ctx)
+{
+    struct ink_req *req = &ctx->req;
+    const struct ink_route *route = req->route;
+    req->body = ctx->body.data;
+    req->body_len = ctx->body.len;
+    if ((route->flags & (INK_ROUTE_JSON | INK_ROUTE_JSON_REQ)) && req->body_len > 0) {
+        if (!is_json_content_type(ctx->content_type))
+            return ink_fail(req, INK_UNSUPPORTED, "unsupported_media_type",
+                            "The request body must be JSON (Content-Type: application/json).");
+        const char *why = NULL;
+        if (ink_json_parse_object(req->body, req->body_len, &req->json, &why) != INK_OK)
+            return ink_fail(req, INK_INVALID, "invalid_json", why);
+    }
+    if ((route->flags & INK_ROUTE_JSON_REQ) && !req->json)
+        return ink_fail(req, INK_INVALID, "invalid_json", "A JSON object body is required.");
+    if (route->rate != INK_RATE_NONE) {
+        unsigned wait = ink_ratelimit_take(route->rate, req->client_ip);
+        if (wait) {
+            req->retry_after = wait;
+            return ink_fail(req, INK_RATE_LIMITED, "rate_limited",
+                            "Too many requests; retry later.");
+        }
+    }
+    if (route->flags & INK_ROUTE_AUTH) {
+        enum ink_status st = ink_auth_authenticate(req->authorization, &req->auth);
+        if (st == INK_UNAUTHORIZED)
+            return ink_fail(req, st, "invalid_token", "Missing, invalid or expired access token.");
+        if (st != INK_OK)
+            return st;
+    }
+    return INK_OK;
+}
+
+static enum MHD_Result dispatch(struct conn_ctx *ctx)
+{
+    struct ink_req *req = &ctx->req;
+    if (strcmp(req->method, "OPTIONS") == 0 && ctx->match != INK_NOT_FOUND)
+        return preflight(ctx);
+    if (ctx->match == INK_NOT_FOUND)
+        return finish(ctx, ink_fail(req, INK_NOT_FOUND, "not_found", "No such route."));
+    if (ctx->match == INK_METHOD)
+        return finish(ctx, INK_METHOD);
+    enum ink_status st = prepare(ctx);
+    if (st != INK_OK)
+        return finish(ctx, st);
+    if (req->route->flags & INK_ROUTE_SLOW) {
+        ctx->state = ST_SLOW_RUNNING;
+        MHD_suspend_connection(ctx->conn);
+        if (!ink_workq_submit(run_slow, ctx)) {
+            ctx->state = ST_SLOW_DONE;
+            req->retry_after = 1;
+            ctx->result = ink_fail(req, INK_UNAVAILABLE, "overloaded",
+                                   "The server is busy; retry shortly.");
+            MHD_resume_connection(ctx->conn);
+        }
+        return MHD_YES;
+    }
+    return finish(ctx, req->route->handler(req));
+}
+
+static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, const char *method)
+{
+    struct conn_ctx *ctx = ink_calloc(1, sizeof *ctx);
+    struct ink_req *req = &ctx->req;
+    ctx->conn = conn;
+    ctx->start_us = ink_now_mono_us();
+    req->priv = ctx;
+    req->method = method;
+    req->path = url;
+
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && request_id_sane(rid))
+        snprintf(req->request_id, sizeof req->request_id, "%s", rid);
+    else
+        make_request_id(req->request_id);
+
+    req->authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
+    req->user_agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
+    req->stripe_signature = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Stripe-Signature");
+    ctx->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    ctx->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+
+    char *peer = req->peer_ip;
+    snprintf(peer, sizeof req->peer_ip, "unknown");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer,
+                      sizeof req->peer_ip);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer,
+                      sizeof req->peer_ip);
+    }
+    ink_client_ip(&ink_app.trusted_proxies, peer,
+                  MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"),
+                  req->client_ip, sizeof req->client_ip);
+
+    ctx->scratch = ink_malloc(strlen(url) + 1);
+    ctx->match = ink_route_match(ink_routes, ink_routes_count, method, url, ctx->scratch,
+                                 &req->route, req->params, ctx->allow, sizeof ctx->allow);
+
+    size_t limit = req->route && (req->route->flags & INK_ROUTE_RAW_1MB) ? INK_BODY_LIMIT_WEBHOOK
+                                                                         : INK_BODY_LIMIT_JSON;
+    ink_buf_init(&ctx->body, limit);
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (*end == '\0' && n > limit)
+            ctx->state = ST_TOO_LARGE;
+    }
+    atomic_fetch_add(&inflight, 1);
+    return ctx;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    struct conn_ctx *ctx = *con_cls;
+    if (!ctx) {
+        *con_cls = new_ctx(conn, url, method);
+        return MHD_YES;
+    }
+    switch (ctx->state) {
+    case ST_RESPONDED:
+        *upload_data_size = 0;
+        return MHD_YES;
+    case ST_SLOW_DONE:
+        return finish(ctx, ctx->result);
+    case ST_SLOW_RUNNING:
+        return MHD_YES;
+    case ST_TOO_LARGE:
+        return finish(ctx, ink_fail(&ctx->req, INK_TOO_LARGE, "payload_too_large",
+                                    "The request body is too large."));
+    case ST_READING:
+        break;
+    }
+    if (*upload_data_size > 0) {
+        if (!ink_buf_append(&ctx->body, upload_data, *upload_data_size)) {
+            ctx->state = ST_TOO_LARGE;
+            return finish(ctx, ink_fail(&ctx->req, INK_TOO_LARGE, "payload_too_large",
+                                        "The request body is too large."));
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    return dispatch(ctx);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    struct conn_ctx *ctx = *con_cls;
+    if (!ctx)
+        return;
+    double ms = (double)(ink_now_mono_us() - ctx->start_us) / 1000.0;
+    const char *route = ctx->req.route ? ctx->req.route->pattern : "(unmatched)";
+    ink_metrics_observe_request(ctx->req.route, ctx->http_status, ms);
+    ink_log_request(ctx->req.request_id, ctx->req.method, route, ctx->http_status, ms,
+                    ctx->req.auth.user_id, ctx->req.client_ip);
+    json_decref(ctx->req.json);
+    json_decref(ctx->req.resp);
+    free(ctx->req.location);
+    free(ctx->req.resp_text);
+    free(ctx->scratch);
+    ink_buf_free(&ctx->body);
+    free(ctx);
+    *con_cls = NULL;
+    atomic_fetch_sub(&inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    ink_debug("microhttpd: %s", msg);
+}
+
+bool ink_server_start(void)
+{
+    const struct ink_config *cfg = &ink_app.cfg;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cfg->listen_addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)cfg->port);
+    } else if (inet_pton(AF_INET6, cfg->listen_addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)cfg->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        ink_error("LISTEN_ADDR %s is not an IP address", cfg->listen_addr);
+        return false;
+    }
+    daemon_handle = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)cfg->http_conn_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->http_max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)cfg->http_max_conns_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
+        MHD_OPTION_END);
+    if (!daemon_handle) {
+        ink_error("cannot listen on %s:%u", cfg->listen_addr, cfg->port);
+        return false;
+    }
+    return true;
+}
+
+void ink_server_drain_and_stop(unsigned grace_seconds)
+{
+    if (!daemon_handle)
+        return;
+    atomic_store(&ink_app.draining, true);
+    /* Give the load balancer a moment to see /health turn 503 is the operator's choice (the
+     * grace period); we stop accepting at once and let in-flight requests finish. */
+    MHD_socket s = MHD_quiesce_daemon(daemon_handle);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+    int64_t deadline = ink_now_mono_ms() + (int64_t)grace_seconds * 1000;
+    while (atomic_load(&inflight) > 0 && ink_now_mono_ms() < deadline)
+        usleep(10000);
+    if (atomic_load(&inflight) > 0)
+        ink_warn("stopping with %u requests still in flight", atomic_load(&inflight));
+    MHD_stop_daemon(daemon_handle);
+    daemon_handle = NULL;
+}

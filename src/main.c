@@ -1,0 +1,159 @@
+/* inkletd: wires the modules together. Commands: serve (default), migrate, check-config. */
+#include "inklet/app.h"
+#include "inklet/auth.h"
+#include "inklet/config.h"
+#include "inklet/db.h"
+#include "inklet/log.h"
+#include "inklet/migrate.h"
+#include "inklet/password.h"
+#include "inklet/ratelimit.h"
+#include "inklet/server.h"
+#include "inklet/workq.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define WORK_QUEUE_CAPACITY 256
+#define HASH_WAIT_MS 2000
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: inkletd [--config FILE] [serve | migrate | check-config]\n"
+                 "       inkletd --version\n");
+}
+
+/* systemd's notify protocol, without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void sd_notify_msg(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    if (!path || !*path)
+        return;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    if (n >= sizeof sa.sun_path)
+        return;
+    memcpy(sa.sun_path, path, n);
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0'; /* abstract namespace */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
+        ink_warn("could not notify systemd");
+    close(fd);
+}
+
+static enum ink_log_level parse_level(const char *s)
+{
+    if (strcmp(s, "debug") == 0)
+        return INK_LOG_DEBUG;
+    if (strcmp(s, "warn") == 0)
+        return INK_LOG_WARN;
+    if (strcmp(s, "error") == 0)
+        return INK_LOG_ERROR;
+    return INK_LOG_INFO;
+}
+
+static int serve(void)
+{
+    const struct ink_config *cfg = &ink_app.cfg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    /* block before any thread starts so that only sigwait below sees them */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ink_error("curl_global_init failed");
+        return 1;
+    }
+    ink_app_init_derived();
+    ink_auth_init();
+    struct ink_rate rates[INK_RATE_CLASS_COUNT] = {
+        [INK_RATE_LOGIN] = cfg->rate_login,
+        [INK_RATE_REGISTER] = cfg->rate_register,
+        [INK_RATE_REFRESH] = cfg->rate_refresh,
+        [INK_RATE_BIND] = cfg->rate_bind,
+    };
+    ink_ratelimit_init(rates);
+    struct ink_argon2_params ap = {cfg->argon2_memory_kib, cfg->argon2_iterations,
+                                   cfg->argon2_parallelism};
+    ink_password_init(&ap, cfg->hash_concurrency, HASH_WAIT_MS);
+    ink_db_pool_init(cfg->database_url, cfg->db_pool_size);
+    /* one more worker than hash slots, so upstream calls are not stuck behind hashes */
+    if (!ink_workq_start(cfg->hash_concurrency + 1, WORK_QUEUE_CAPACITY, 5)) {
+        ink_error("cannot start worker threads");
+        return 1;
+    }
+    if (!ink_server_start())
+        return 1;
+    ink_info("inkletd %s listening on %s:%u (%u HTTP threads, pool %u)", INKLET_VERSION,
+             cfg->listen_addr, cfg->port, cfg->http_threads, cfg->db_pool_size);
+    sd_notify_msg("READY=1");
+
+    int sig = 0;
+    sigwait(&set, &sig);
+    ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+             cfg->shutdown_grace);
+    sd_notify_msg("STOPPING=1");
+    ink_server_drain_and_stop(cfg->shutdown_grace);
+    ink_workq_stop();
+    ink_db_pool_close();
+    ink_password_shutdown();
+    curl_global_cleanup();
+    ink_info("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_file = NULL, *command = "serve";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("inkletd %s\n", INKLET_VERSION);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+            config_file = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            config_file = argv[i] + 9;
+        } else if (argv[i][0] != '-' &&
+                   (strcmp(argv[i], "serve") == 0 || strcmp(argv[i], "migrate") == 0 ||
+                    strcmp(argv[i], "check-config") == 0)) {
+            command = argv[i];
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    bool migrate = strcmp(command, "migrate") == 0;
+    if (!ink_config_load(&ink_app.cfg, config_file,
+                         migrate ? INK_CONFIG_MIGRATE : INK_CONFIG_SERVE, stderr)) {
+        ink_config_free(&ink_app.cfg);
+        return 1;
+    }
+    ink_log_setup(parse_level(ink_app.cfg.log_level), strcmp(ink_app.cfg.log_format, "json") == 0);
+    int rc;
+    if (strcmp(command, "check-config") == 0) {
+        ink_config_print(&ink_app.cfg, stdout);
+        printf("configuration OK\n");
+        rc = 0;
+    } else if (migrate) {
+        rc = ink_migrate_run(ink_app.cfg.database_url) ? 0 : 1;
+    } else {
+        rc = serve();
+    }
+    ink_app_free();
+    return rc;
+}
