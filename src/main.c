@@ -1,8 +1,12 @@
 /* inkletd: wires the modules together. Commands: serve (default), migrate, check-config. */
 #include "inklet/app.h"
+#include "inklet/accounts.h"
 #include "inklet/auth.h"
+#include "inklet/broker.h"
 #include "inklet/config.h"
 #include "inklet/db.h"
+#include "inklet/devices.h"
+#include "inklet/ingest.h"
 #include "inklet/log.h"
 #include "inklet/migrate.h"
 #include "inklet/password.h"
@@ -21,6 +25,8 @@
 
 #define WORK_QUEUE_CAPACITY 256
 #define HASH_WAIT_MS 2000
+#define INGEST_WORKERS 2
+#define INGEST_QUEUE 8192
 
 static void usage(FILE *out)
 {
@@ -94,6 +100,9 @@ static int serve(void)
         ink_error("cannot start worker threads");
         return 1;
     }
+    ink_account_on_delete(ink_devices_on_account_delete);
+    if (!ink_ingest_start(INGEST_WORKERS, INGEST_QUEUE) || !ink_broker_start())
+        return 1;
     if (!ink_server_start())
         return 1;
     ink_info("inkletd %s listening on %s:%u (%u HTTP threads, pool %u)", INKLET_VERSION,
@@ -106,6 +115,8 @@ static int serve(void)
              cfg->shutdown_grace);
     sd_notify_msg("STOPPING=1");
     ink_server_drain_and_stop(cfg->shutdown_grace);
+    ink_broker_stop();
+    ink_ingest_stop();
     ink_workq_stop();
     ink_db_pool_close();
     ink_password_shutdown();

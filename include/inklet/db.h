@@ -26,6 +26,13 @@ void ink_db_pool_close(void);
 enum ink_status ink_db_acquire(struct ink_db **out);
 void ink_db_release(struct ink_db *db);
 
+/** A connection outside the pool for a long-lived worker (e.g. MQTT ingest). `session_sql` runs
+ *  after every (re)connect, e.g. "SET synchronous_commit = off". Connects lazily. */
+struct ink_db *ink_db_private_new(const char *session_sql);
+/** Makes sure the private connection is open; INK_UNAVAILABLE if the database is unreachable. */
+enum ink_status ink_db_private_ready(struct ink_db *db);
+void ink_db_private_free(struct ink_db *db);
+
 /** Runs a prepared statement (prepared on first use on this connection). On INK_OK *res holds the
  *  result (caller PQclear; res may be NULL to discard). Errors: INK_UNAVAILABLE (connection
  *  lost; retryable), INK_CONFLICT (unique violation; ink_db_conflict_constraint() names it),

@@ -21,4 +21,16 @@ enum ink_status ink_h_sessions_list(struct ink_req *req);
 enum ink_status ink_h_sessions_revoke_all(struct ink_req *req);
 enum ink_status ink_h_session_revoke(struct ink_req *req);
 
+/* devices (src/devices/handlers.c) */
+enum ink_status ink_h_devices_list(struct ink_req *req);
+enum ink_status ink_h_device_get(struct ink_req *req);
+enum ink_status ink_h_bind(struct ink_req *req);
+enum ink_status ink_h_bind_code(struct ink_req *req);
+enum ink_status ink_h_bind_nfc(struct ink_req *req);
+enum ink_status ink_h_device_unbind(struct ink_req *req);
+enum ink_status ink_h_device_nickname(struct ink_req *req);
+enum ink_status ink_h_device_command(struct ink_req *req);
+enum ink_status ink_h_device_commands(struct ink_req *req);
+enum ink_status ink_h_device_state(struct ink_req *req);
+
 #endif

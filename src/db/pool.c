@@ -22,6 +22,7 @@ struct ink_db {
     const struct ink_sql *prepared[MAX_PREPARED];
     unsigned nprepared;
     char conflict[64];
+    char *session_sql; /* private connections only */
 };
 
 static struct {
@@ -92,7 +93,41 @@ static enum ink_status connect_db(struct ink_db *db)
         return INK_UNAVAILABLE;
     }
     PQsetNoticeProcessor(db->conn, notice_discard, NULL);
+    if (db->session_sql) {
+        PGresult *r = PQexec(db->conn, db->session_sql);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok) {
+            disconnect(db);
+            return INK_UNAVAILABLE;
+        }
+    }
     return INK_OK;
+}
+
+struct ink_db *ink_db_private_new(const char *session_sql)
+{
+    struct ink_db *db = ink_calloc(1, sizeof *db);
+    db->in_use = true;
+    db->session_sql = session_sql ? ink_strdup(session_sql) : NULL;
+    return db;
+}
+
+enum ink_status ink_db_private_ready(struct ink_db *db)
+{
+    if (db->conn && (db->broken || PQstatus(db->conn) != CONNECTION_OK))
+        disconnect(db);
+    db->conflict[0] = '\0';
+    return db->conn ? INK_OK : connect_db(db);
+}
+
+void ink_db_private_free(struct ink_db *db)
+{
+    if (!db)
+        return;
+    disconnect(db);
+    free(db->session_sql);
+    free(db);
 }
 
 static void mark_siblings_suspect(void)

@@ -1,6 +1,7 @@
 #include "inklet/metrics.h"
 
 #include "inklet/alloc.h"
+#include "inklet/broker.h"
 #include "inklet/buf.h"
 #include "inklet/db.h"
 #include "inklet/password.h"
@@ -93,6 +94,18 @@ char *ink_metrics_render(void)
             "# TYPE inklet_password_hash_waiting gauge\ninklet_password_hash_waiting %u\n"
             "# TYPE inklet_worker_queue_pending gauge\ninklet_worker_queue_pending %u\n",
             ink_password_waiting(), ink_workq_pending());
+    struct ink_broker_stats bs;
+    ink_broker_get_stats(&bs);
+    appendf(&b,
+            "# TYPE inklet_broker_connected gauge\ninklet_broker_connected %d\n"
+            "# TYPE inklet_mqtt_messages_received_total counter\n"
+            "inklet_mqtt_messages_received_total %llu\n"
+            "# TYPE inklet_mqtt_messages_dropped_total counter\n"
+            "inklet_mqtt_messages_dropped_total %llu\n"
+            "# TYPE inklet_mqtt_messages_published_total counter\n"
+            "inklet_mqtt_messages_published_total %llu\n"
+            "# TYPE inklet_mqtt_messages_acked_total counter\ninklet_mqtt_messages_acked_total %llu\n",
+            ink_broker_connected() ? 1 : 0, bs.received, bs.dropped, bs.published, bs.acked);
     char *out = b.data ? b.data : ink_strdup("");
     return out;
 }

@@ -1,5 +1,6 @@
 /* Contract §1: health, readiness and metrics. */
 #include "inklet/app.h"
+#include "inklet/broker.h"
 #include "inklet/db.h"
 #include "inklet/handlers.h"
 #include "inklet/metrics.h"
@@ -19,9 +20,10 @@ enum ink_status ink_h_health(struct ink_req *req)
 
 enum ink_status ink_h_ready(struct ink_req *req)
 {
-    bool db_ok = ink_db_healthy();
-    bool ok = db_ok && !atomic_load(&ink_app.draining);
-    json_t *checks = json_pack("{s:s}", "database", db_ok ? "ok" : "unavailable");
+    bool db_ok = ink_db_healthy(), broker_ok = ink_broker_connected();
+    bool ok = db_ok && broker_ok && !atomic_load(&ink_app.draining);
+    json_t *checks = json_pack("{s:s,s:s}", "database", db_ok ? "ok" : "unavailable", "broker",
+                               broker_ok ? "ok" : "unavailable");
     json_t *body = json_pack("{s:s,s:o}", "status",
                              ok ? "ok" : (atomic_load(&ink_app.draining) ? "draining" : "unavailable"),
                              "checks", checks);

@@ -22,6 +22,18 @@ const struct ink_route ink_routes[] = {
     {"GET", "/auth/sessions", ink_h_sessions_list, AUTH, INK_RATE_NONE},
     {"DELETE", "/auth/sessions", ink_h_sessions_revoke_all, AUTH, INK_RATE_NONE},
     {"DELETE", "/auth/sessions/{id}", ink_h_session_revoke, AUTH, INK_RATE_NONE},
+
+    {"GET", "/api/devices", ink_h_devices_list, AUTH, INK_RATE_NONE},
+    {"POST", "/api/devices/bind", ink_h_bind, AUTH | JSON_REQ, INK_RATE_BIND},
+    {"POST", "/api/devices/bind/code", ink_h_bind_code, AUTH | JSON_REQ, INK_RATE_BIND},
+    {"POST", "/api/devices/bind/nfc", ink_h_bind_nfc, AUTH | JSON_REQ, INK_RATE_BIND},
+    {"GET", "/api/devices/{id}", ink_h_device_get, AUTH, INK_RATE_NONE},
+    {"DELETE", "/api/devices/{id}", ink_h_device_unbind, AUTH, INK_RATE_NONE},
+    {"POST", "/api/devices/{id}/unbind", ink_h_device_unbind, AUTH, INK_RATE_NONE},
+    {"PUT", "/api/devices/{id}/nickname", ink_h_device_nickname, AUTH | JSON_REQ, INK_RATE_NONE},
+    {"POST", "/api/devices/{id}/commands", ink_h_device_command, AUTH | JSON_REQ, INK_RATE_NONE},
+    {"GET", "/api/devices/{id}/commands", ink_h_device_commands, AUTH, INK_RATE_NONE},
+    {"GET", "/api/devices/{id}/state", ink_h_device_state, AUTH, INK_RATE_NONE},
 };
 
 const size_t ink_routes_count = sizeof ink_routes / sizeof *ink_routes;

@@ -1,0 +1,238 @@
+#include "inklet/broker.h"
+
+#include "inklet/alloc.h"
+#include "inklet/app.h"
+#include "inklet/ids.h"
+#include "inklet/ingest.h"
+#include "inklet/log.h"
+#include "inklet/topic.h"
+
+#include <mosquitto.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEEPALIVE_S 30
+#define PENDING_SLOTS 4096
+
+/* mid → command id for publishes awaiting PUBACK. An ack can arrive before mosquitto_publish
+ * has returned the mid to us, so an unmatched ack is remembered as "early" and paired later. */
+struct pending {
+    int mid;
+    bool early_ack;
+    char command_id[INK_UUID_STRLEN + 1];
+};
+
+static struct {
+    struct mosquitto *mosq;
+    atomic_bool connected;
+    char subscription[256];
+    pthread_mutex_t lock;
+    struct pending pending[PENDING_SLOTS];
+    atomic_ullong received, published, acked, dropped;
+} link = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+bool ink_broker_connected(void)
+{
+    return atomic_load(&link.connected);
+}
+
+void ink_broker_count_drop(void)
+{
+    atomic_fetch_add(&link.dropped, 1);
+}
+
+void ink_broker_get_stats(struct ink_broker_stats *out)
+{
+    out->received = atomic_load(&link.received);
+    out->published = atomic_load(&link.published);
+    out->acked = atomic_load(&link.acked);
+    out->dropped = atomic_load(&link.dropped);
+}
+
+static void on_connect(struct mosquitto *m, void *obj, int rc)
+{
+    (void)obj;
+    if (rc != 0) {
+        ink_warn("broker refused the connection: %s", mosquitto_connack_string(rc));
+        return;
+    }
+    int src = mosquitto_subscribe(m, NULL, link.subscription, 1);
+    if (src != MOSQ_ERR_SUCCESS)
+        ink_warn("broker subscribe failed: %s", mosquitto_strerror(src));
+    atomic_store(&link.connected, true);
+    ink_info("broker connected; subscribed to %s", link.subscription);
+}
+
+static void on_disconnect(struct mosquitto *m, void *obj, int rc)
+{
+    (void)m;
+    (void)obj;
+    atomic_store(&link.connected, false);
+    if (rc != 0)
+        ink_warn("broker connection lost; reconnecting with back-off");
+}
+
+static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg)
+{
+    (void)m;
+    (void)obj;
+    atomic_fetch_add(&link.received, 1);
+    char thing[INK_THING_NAME_MAX + 1];
+    enum ink_up_kind kind;
+    if (!msg->topic || !ink_topic_parse_up(msg->topic, thing, &kind) || msg->payloadlen < 0 ||
+        msg->payloadlen > INK_INGEST_MAX_PAYLOAD) {
+        ink_broker_count_drop();
+        ink_debug("dropped a malformed or oversized device message");
+        return;
+    }
+    ink_ingest_submit(thing, kind, msg->payload, (size_t)msg->payloadlen);
+}
+
+static struct pending *slot_for(int mid)
+{
+    return &link.pending[(unsigned)mid % PENDING_SLOTS];
+}
+
+static void on_publish(struct mosquitto *m, void *obj, int mid)
+{
+    (void)m;
+    (void)obj;
+    atomic_fetch_add(&link.acked, 1);
+    char id[INK_UUID_STRLEN + 1] = "";
+    pthread_mutex_lock(&link.lock);
+    struct pending *p = slot_for(mid);
+    if (p->mid == mid && p->command_id[0]) {
+        memcpy(id, p->command_id, sizeof id);
+        p->mid = 0;
+        p->command_id[0] = '\0';
+    } else {
+        p->mid = mid;
+        p->early_ack = true;
+        p->command_id[0] = '\0';
+    }
+    pthread_mutex_unlock(&link.lock);
+    if (id[0])
+        ink_ingest_command_acked(id);
+}
+
+enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id,
+                                       const char *payload, size_t len)
+{
+    if (!link.mosq || !atomic_load(&link.connected))
+        return INK_UNAVAILABLE;
+    char topic[INK_THING_NAME_MAX + 32];
+    ink_topic_down_cmd(thing, topic, sizeof topic);
+    int mid = 0;
+    int rc = mosquitto_publish(link.mosq, &mid, topic, (int)len, payload, 1, false);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        ink_warn("publish to %s failed: %s", topic, mosquitto_strerror(rc));
+        return INK_UNAVAILABLE;
+    }
+    atomic_fetch_add(&link.published, 1);
+    bool acked_already = false;
+    pthread_mutex_lock(&link.lock);
+    struct pending *p = slot_for(mid);
+    if (p->mid == mid && p->early_ack) {
+        acked_already = true;
+        p->mid = 0;
+        p->early_ack = false;
+    } else {
+        p->mid = mid;
+        p->early_ack = false;
+        snprintf(p->command_id, sizeof p->command_id, "%s", command_id);
+    }
+    pthread_mutex_unlock(&link.lock);
+    if (acked_already)
+        ink_ingest_command_acked(command_id);
+    return INK_OK;
+}
+
+/* mqtt://host[:port] or mqtts://host[:port] */
+static bool parse_url(const char *url, char *host, size_t hostlen, int *port, bool *tls)
+{
+    const char *rest;
+    if (strncmp(url, "mqtts://", 8) == 0) {
+        *tls = true;
+        *port = 8883;
+        rest = url + 8;
+    } else if (strncmp(url, "mqtt://", 7) == 0) {
+        *tls = false;
+        *port = 1883;
+        rest = url + 7;
+    } else {
+        return false;
+    }
+    size_t n = strcspn(rest, ":/");
+    if (n == 0 || n >= hostlen)
+        return false;
+    memcpy(host, rest, n);
+    host[n] = '\0';
+    if (rest[n] == ':') {
+        char *end;
+        long p = strtol(rest + n + 1, &end, 10);
+        if (p < 1 || p > 65535 || (*end && *end != '/'))
+            return false;
+        *port = (int)p;
+    }
+    return true;
+}
+
+bool ink_broker_start(void)
+{
+    const struct ink_config *cfg = &ink_app.cfg;
+    char host[256];
+    int port;
+    bool tls;
+    if (!parse_url(cfg->mqtt_url, host, sizeof host, &port, &tls)) {
+        ink_error("MQTT_URL is not mqtt://host[:port] or mqtts://host[:port]");
+        return false;
+    }
+    if (cfg->mqtt_share_group && *cfg->mqtt_share_group)
+        snprintf(link.subscription, sizeof link.subscription, "$share/%s/inklet/dev/+/up/#",
+                 cfg->mqtt_share_group);
+    else
+        snprintf(link.subscription, sizeof link.subscription, "inklet/dev/+/up/#");
+    mosquitto_lib_init();
+    link.mosq = mosquitto_new(cfg->mqtt_client_id, true, NULL);
+    if (!link.mosq) {
+        ink_error("cannot create the MQTT client");
+        return false;
+    }
+    mosquitto_int_option(link.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_connect_callback_set(link.mosq, on_connect);
+    mosquitto_disconnect_callback_set(link.mosq, on_disconnect);
+    mosquitto_message_callback_set(link.mosq, on_message);
+    mosquitto_publish_callback_set(link.mosq, on_publish);
+    mosquitto_reconnect_delay_set(link.mosq, 1, 30, true);
+    if (tls) {
+        int rc = mosquitto_tls_set(link.mosq, cfg->mqtt_ca_file, NULL, cfg->mqtt_cert_file,
+                                   cfg->mqtt_key_file, NULL);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            ink_error("MQTT TLS setup failed: %s", mosquitto_strerror(rc));
+            return false;
+        }
+    }
+    int rc = mosquitto_connect_async(link.mosq, host, port, KEEPALIVE_S);
+    if (rc != MOSQ_ERR_SUCCESS)
+        ink_warn("broker not reachable yet (%s); will keep trying", mosquitto_strerror(rc));
+    if (mosquitto_loop_start(link.mosq) != MOSQ_ERR_SUCCESS) {
+        ink_error("cannot start the MQTT network thread");
+        return false;
+    }
+    return true;
+}
+
+void ink_broker_stop(void)
+{
+    if (!link.mosq)
+        return;
+    mosquitto_disconnect(link.mosq);
+    mosquitto_loop_stop(link.mosq, true);
+    mosquitto_destroy(link.mosq);
+    link.mosq = NULL;
+    atomic_store(&link.connected, false);
+    mosquitto_lib_cleanup();
+}

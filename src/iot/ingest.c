@@ -1,0 +1,182 @@
+#include "inklet/ingest.h"
+
+#include "inklet/alloc.h"
+#include "inklet/broker.h"
+#include "inklet/db.h"
+#include "inklet/devices.h"
+#include "inklet/ids.h"
+#include "inklet/log.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum job_kind { JOB_UP, JOB_ACK };
+
+struct job {
+    enum job_kind kind;
+    enum ink_up_kind up;
+    char thing[INK_THING_NAME_MAX + 1]; /* JOB_UP: thing name; JOB_ACK: command id */
+    char *payload;
+    size_t len;
+};
+
+struct worker {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct job *ring;
+    unsigned cap, head, count;
+    bool stopping;
+    struct ink_db *db;
+};
+
+static struct worker *workers;
+static unsigned nworkers;
+
+static unsigned pick(const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 16777619u;
+    return h % nworkers;
+}
+
+static bool push(struct worker *w, struct job *j)
+{
+    pthread_mutex_lock(&w->lock);
+    if (w->count == w->cap || w->stopping) {
+        pthread_mutex_unlock(&w->lock);
+        return false;
+    }
+    w->ring[(w->head + w->count) % w->cap] = *j;
+    w->count++;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return true;
+}
+
+/* Runs one job, retrying while the database is unreachable so a short outage loses nothing. */
+static void run(struct worker *w, struct job *j)
+{
+    for (int attempt = 0;; attempt++) {
+        enum ink_status st = ink_db_private_ready(w->db);
+        if (st == INK_OK) {
+            if (j->kind == JOB_ACK)
+                st = ink_device_command_sent(w->db, j->thing);
+            else if (j->up == INK_UP_HEARTBEAT)
+                st = ink_device_heartbeat(w->db, j->thing, j->payload, j->len);
+            else if (j->up == INK_UP_STATE)
+                st = ink_device_report_state(w->db, j->thing, j->payload, j->len);
+            else
+                st = ink_device_request_claim(w->db, j->thing, j->payload, j->len);
+        }
+        if (st == INK_INVALID || st == INK_NOT_FOUND) {
+            ink_broker_count_drop();
+            ink_debug("dropped a malformed message from thing %s", j->thing);
+            return;
+        }
+        if (st != INK_UNAVAILABLE || attempt >= 5)
+            return;
+        bool stopping;
+        pthread_mutex_lock(&w->lock);
+        stopping = w->stopping;
+        pthread_mutex_unlock(&w->lock);
+        if (stopping)
+            return;
+        usleep(200000u << attempt);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->count && !w->stopping)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (!w->count && w->stopping)
+            break;
+        struct job j = w->ring[w->head];
+        w->head = (w->head + 1) % w->cap;
+        w->count--;
+        pthread_mutex_unlock(&w->lock);
+        run(w, &j);
+        free(j.payload);
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+bool ink_ingest_start(unsigned n, unsigned queue_capacity)
+{
+    workers = ink_calloc(n, sizeof *workers);
+    nworkers = n;
+    for (unsigned i = 0; i < n; i++) {
+        struct worker *w = &workers[i];
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->cond, NULL);
+        w->ring = ink_calloc(queue_capacity, sizeof *w->ring);
+        w->cap = queue_capacity;
+        /* device telemetry tolerates losing the last few ms on a crash: skip the fsync wait */
+        w->db = ink_db_private_new("SET synchronous_commit = off");
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return false;
+    }
+    return true;
+}
+
+void ink_ingest_stop(void)
+{
+    for (unsigned i = 0; i < nworkers; i++) {
+        pthread_mutex_lock(&workers[i].lock);
+        workers[i].stopping = true;
+        pthread_cond_signal(&workers[i].cond);
+        pthread_mutex_unlock(&workers[i].lock);
+    }
+    for (unsigned i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        pthread_join(w->thread, NULL);
+        for (unsigned k = 0; k < w->count; k++)
+            free(w->ring[(w->head + k) % w->cap].payload);
+        free(w->ring);
+        ink_db_private_free(w->db);
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->cond);
+    }
+    free(workers);
+    workers = NULL;
+    nworkers = 0;
+}
+
+bool ink_ingest_submit(const char *thing, enum ink_up_kind kind, const void *payload, size_t len)
+{
+    if (!nworkers)
+        return false;
+    struct job j = {.kind = JOB_UP, .up = kind, .len = len};
+    snprintf(j.thing, sizeof j.thing, "%s", thing);
+    j.payload = ink_malloc(len + 1);
+    memcpy(j.payload, payload, len);
+    j.payload[len] = '\0';
+    if (!push(&workers[pick(thing)], &j)) {
+        free(j.payload);
+        ink_broker_count_drop();
+        ink_warn("device message queue full; dropped a message");
+        return false;
+    }
+    return true;
+}
+
+void ink_ingest_command_acked(const char *command_id)
+{
+    if (!nworkers)
+        return;
+    struct job j = {.kind = JOB_ACK};
+    snprintf(j.thing, sizeof j.thing, "%s", command_id);
+    if (!push(&workers[pick(command_id)], &j))
+        ink_warn("device message queue full; a command stays 'queued'");
+}
