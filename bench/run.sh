@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# bench/run.sh — wrk benchmarks against a running inkletd (see bench/README.md).
+#
+#   bench/serve.sh &          # build + start inkletd with benchmark-friendly limits
+#   bench/run.sh              # all scenarios
+#   bench/run.sh health me    # only some: health me refresh login health-under-login soak
+#
+# Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12 s per scenario), THREADS (2),
+#   REFRESH_CONNECTIONS (32), SOAK_REQUESTS (1000000), SOAK_CONNECTIONS (64),
+#   SOAK_SAMPLE_SECONDS (5), SOAK_MAX_SECONDS (1800), INKLETD_PID (else .run/bench/inkletd.pid,
+#   .run/inkletd.pid, or pgrep), BENCH_WAIT (seconds to wait for the server, 900),
+#   BENCH_OUT (results folder, default .run/bench-results/<timestamp>).
+# Only loopback or your own test hosts: never point this at a server you do not run.
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/services.sh
+. "$ROOT/scripts/lib/services.sh"
+
+BASE_URL="${BASE_URL:-http://127.0.0.1:4000}"
+BASE_URL="${BASE_URL%/}"
+DURATION="${DURATION:-12}"
+THREADS="${THREADS:-2}"
+REFRESH_CONNECTIONS="${REFRESH_CONNECTIONS:-32}"
+SOAK_REQUESTS="${SOAK_REQUESTS:-1000000}"
+SOAK_CONNECTIONS="${SOAK_CONNECTIONS:-64}"
+SOAK_SAMPLE_SECONDS="${SOAK_SAMPLE_SECONDS:-5}"
+SOAK_MAX_SECONDS="${SOAK_MAX_SECONDS:-1800}"
+LUA="$ROOT/bench/lua"
+OUT="${BENCH_OUT:-$ROOT/.run/bench-results/$(date +%Y%m%d-%H%M%S)}"
+ALL_SCENARIOS=(health me refresh login health-under-login soak)
+if (($#)); then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
+
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+hdr() { printf '\n########## %s\n' "$*"; }
+
+for s in "${SCENARIOS[@]}"; do
+  [[ " ${ALL_SCENARIOS[*]} " == *" $s "* ]] || die "unknown scenario '$s' (${ALL_SCENARIOS[*]})"
+done
+[[ "${INKLET_SKIP_PACKAGES:-0}" == 1 ]] || svc_ensure_packages "${INKLET_PKGS_BENCH[@]}"
+mkdir -p "$OUT"
+
+BG_PIDS=()
+cleanup() {
+  local p
+  for p in "${BG_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ helpers
+http_json() { # http_json METHOD PATH BODY [AUTH] -> prints "STATUS BODY"
+  local auth=()
+  [[ -n "${4:-}" ]] && auth=(-H "Authorization: Bearer $4")
+  curl -sS --max-time 30 -o - -w ' %{http_code}' -X "$1" "$BASE_URL$2" \
+    -H 'Content-Type: application/json' "${auth[@]}" ${3:+-d "$3"}
+}
+json_field() { sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"]*\\)\".*/\\1/p"; }
+status_of() { printf '%s' "${1##* }"; }
+
+login() { # login -> prints "STATUS BODY"
+  http_json POST /auth/login "{\"identifier\":\"$BENCH_USER\",\"password\":\"$BENCH_PASS\"}"
+}
+need_2xx() { # need_2xx WHAT RESPONSE
+  local st
+  st="$(status_of "$2")"
+  if [[ "$st" == 429 ]]; then
+    die "$1 was rate-limited (429): start the server with generous limits (bench/README.md)"
+  fi
+  [[ "$st" == 2* ]] || die "$1 failed with HTTP $st: ${2% *}"
+}
+
+# run_wrk NAME WRK-ARGS... : run wrk, keep its output in $OUT/NAME.txt, echo it.
+run_wrk() {
+  local name="$1"
+  shift
+  echo "\$ wrk $*" | tee "$OUT/$name.txt"
+  wrk "$@" 2>&1 | tee -a "$OUT/$name.txt"
+}
+
+SUMMARY=()
+summarize() { # summarize NAME (parses $OUT/NAME.txt)
+  local f="$OUT/$1.txt" line
+  line="$(awk -v name="$1" '
+    /^ +Latency +[0-9]/ && !avg { avg = $2 }
+    /^ +50%/ { p50 = $2 } /^ +99%/ { p99 = $2 }
+    /requests in/ { reqs = $1 }
+    /Non-2xx or 3xx responses:/ { non2xx = $NF }
+    /Socket errors:/ { sub(/^ *Socket errors: */, ""); serr = $0 }
+    /^Requests\/sec:/ { rps = $2 }
+    END {
+      printf "%-20s %12s req/s  avg %-9s p50 %-9s p99 %-9s requests %-9s non-2xx %s%s",
+        name, rps, avg, (p50 ? p50 : "-"), (p99 ? p99 : "-"), reqs, (non2xx ? non2xx : 0),
+        (serr ? "  socket errors: " serr : "")
+    }' "$f")"
+  SUMMARY+=("$line")
+  echo ">>> $line"
+}
+
+find_pid() {
+  local f
+  if [[ -n "${INKLETD_PID:-}" ]]; then echo "$INKLETD_PID"; return; fi
+  for f in "$ROOT/.run/bench/inkletd.pid" "$ROOT/.run/inkletd.pid"; do
+    if [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null; then cat "$f"; return; fi
+  done
+  pgrep -n -x inkletd 2>/dev/null || true
+}
+count_files() { local n=0 f; for f in "$@"; do [[ -e "$f" ]] && n=$((n + 1)); done; echo "$n"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+
+# ------------------------------------------------------------------ server and user
+printf 'waiting for %s/health ' "$BASE_URL"
+for ((i = 0; ; i++)); do
+  if curl -fsS -o /dev/null --max-time 2 "$BASE_URL/health" 2>/dev/null; then break; fi
+  ((i < ${BENCH_WAIT:-900})) || die "no server at $BASE_URL"
+  ((i % 10)) || printf '.'
+  sleep 1
+done
+echo " up"
+
+tag="$(date +%s)$RANDOM"
+BENCH_USER="bench_$tag"
+BENCH_PASS="BenchPass_$tag"
+hdr "registering $BENCH_USER"
+r="$(http_json POST /auth/register \
+  "{\"email\":\"$BENCH_USER@bench.invalid\",\"username\":\"$BENCH_USER\",\"password\":\"$BENCH_PASS\"}")"
+need_2xx register "$r"
+TOKEN="$(printf '%s' "${r% *}" | json_field accessToken)"
+[[ -n "$TOKEN" ]] || die "no accessToken in the register response"
+echo "ok; results in $OUT"
+
+# ------------------------------------------------------------------ scenarios
+scenario_health() {
+  hdr "GET /health, $THREADS threads, 64 connections, ${DURATION}s"
+  run_wrk health -t"$THREADS" -c64 -d"${DURATION}s" --latency "$BASE_URL/health"
+  summarize health
+}
+
+scenario_me() {
+  hdr "GET /auth/me (Bearer), $THREADS threads, 64 connections, ${DURATION}s"
+  run_wrk me -t"$THREADS" -c64 -d"${DURATION}s" --latency \
+    -H "Authorization: Bearer $TOKEN" "$BASE_URL/auth/me"
+  summarize me
+}
+
+scenario_refresh() {
+  local n=$((REFRESH_CONNECTIONS + THREADS)) i r tok
+  hdr "POST /auth/refresh (token chains), $THREADS threads, $REFRESH_CONNECTIONS connections, ${DURATION}s"
+  echo "creating $n sessions..."
+  : >"$OUT/refresh_tokens.txt"
+  for ((i = 0; i < n; i++)); do
+    r="$(login)"
+    need_2xx login "$r"
+    tok="$(printf '%s' "${r% *}" | json_field refreshToken)"
+    [[ -n "$tok" ]] || die "no refreshToken in the login response"
+    echo "$tok" >>"$OUT/refresh_tokens.txt"
+  done
+  run_wrk refresh -t"$THREADS" -c"$REFRESH_CONNECTIONS" -d"${DURATION}s" --latency \
+    -s "$LUA/refresh.lua" "$BASE_URL/auth/refresh" -- "$OUT/refresh_tokens.txt" "$THREADS"
+  rm -f "$OUT/refresh_tokens.txt"
+  summarize refresh
+}
+
+scenario_login() {
+  hdr "POST /auth/login, $THREADS threads, 16 connections, ${DURATION}s"
+  run_wrk login -t"$THREADS" -c16 -d"${DURATION}s" --latency \
+    -s "$LUA/login.lua" "$BASE_URL/auth/login" -- "$BENCH_USER" "$BENCH_PASS"
+  summarize login
+}
+
+scenario_health_under_login() {
+  local flood
+  hdr "GET /health p99 (64 connections) during a 32-connection login flood, ${DURATION}s"
+  wrk -t"$THREADS" -c32 -d"$((DURATION + 4))s" -s "$LUA/login.lua" "$BASE_URL/auth/login" \
+    -- "$BENCH_USER" "$BENCH_PASS" >"$OUT/login-flood.txt" 2>&1 &
+  flood=$!
+  BG_PIDS+=("$flood")
+  sleep 2
+  run_wrk health-under-login -t"$THREADS" -c64 -d"${DURATION}s" --latency "$BASE_URL/health"
+  wait "$flood" || true
+  BG_PIDS=()
+  echo "--- the login flood meanwhile:"
+  sed 's/^/    /' "$OUT/login-flood.txt"
+  summarize health-under-login
+  summarize login-flood
+}
+
+scenario_soak() {
+  local pid r token wrk_pid start_rss end_rss peak rss t0 done_prefix="$OUT/soak-done"
+  hdr "memory soak: $SOAK_REQUESTS requests, mixed routes, $THREADS threads, $SOAK_CONNECTIONS connections"
+  r="$(login)"
+  need_2xx login "$r"
+  token="$(printf '%s' "${r% *}" | json_field accessToken)" # fresh: the soak may take minutes
+  pid="$(find_pid)"
+  if [[ -n "$pid" && -r "/proc/$pid/status" ]]; then
+    start_rss="$(rss_kib "$pid")"
+    echo "inkletd pid $pid, RSS at start: ${start_rss} KiB"
+  else
+    pid=""
+    echo "inkletd process not found here (set INKLETD_PID): RSS is not sampled"
+  fi
+  rm -f "$done_prefix".*
+  echo "\$ wrk -t$THREADS -c$SOAK_CONNECTIONS -d${SOAK_MAX_SECONDS}s -s soak.lua ..." >"$OUT/soak.txt"
+  wrk -t"$THREADS" -c"$SOAK_CONNECTIONS" -d"${SOAK_MAX_SECONDS}s" --latency -s "$LUA/soak.lua" \
+    "$BASE_URL/" -- "$token" "$SOAK_REQUESTS" "$THREADS" "$done_prefix" >>"$OUT/soak.txt" 2>&1 &
+  wrk_pid=$!
+  BG_PIDS+=("$wrk_pid")
+  peak="${start_rss:-0}"
+  t0=$SECONDS
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    for ((i = 0; i < SOAK_SAMPLE_SECONDS * 2; i++)); do
+      # every thread reached its quota: wrk would otherwise sleep out its whole -d
+      if (($(count_files "$done_prefix".*) >= THREADS)); then
+        kill -INT "$wrk_pid" 2>/dev/null || true
+        break 2
+      fi
+      kill -0 "$wrk_pid" 2>/dev/null || break 2
+      sleep 0.5
+    done
+    if [[ -n "$pid" ]]; then
+      rss="$(rss_kib "$pid")"
+      [[ -n "$rss" ]] || { echo "inkletd (pid $pid) is gone!"; pid=""; continue; }
+      ((rss > peak)) && peak=$rss
+      printf '  t=%4ss  RSS %8s KiB\n' $((SECONDS - t0)) "$rss"
+    fi
+  done
+  wait "$wrk_pid" || true
+  BG_PIDS=()
+  rm -f "$done_prefix".*
+  sed 's/^/    /' "$OUT/soak.txt"
+  if [[ -n "$pid" ]]; then
+    sleep 2
+    end_rss="$(rss_kib "$pid")"
+    echo "RSS start ${start_rss} KiB, end ${end_rss} KiB (2 s after the load), peak ${peak} KiB," \
+      "growth $((end_rss - start_rss)) KiB" | tee -a "$OUT/soak.txt"
+  fi
+  summarize soak
+}
+
+for s in "${SCENARIOS[@]}"; do
+  "scenario_${s//-/_}"
+done
+
+hdr "summary ($BASE_URL, $(nproc) cores)"
+printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
+grep -h '^RSS start' "$OUT/soak.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
+grep -h '^refresh chains' "$OUT/refresh.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
+echo "raw wrk output: $OUT"

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# scripts/run.sh — build Inklet and run it locally with its own PostgreSQL and Mosquitto.
+#
+#   ./scripts/run.sh            installs missing Debian packages, builds build/inkletd, starts
+#                               PostgreSQL (.run/pg) and Mosquitto, migrates, serves on :4000.
+#   Ctrl-C stops inkletd, then the broker, then PostgreSQL.
+#
+# State lives in .run/ (git-ignored) and persists between runs: the database, the generated
+# JWT secret (.run/jwt_secret), logs. Environment overrides:
+#   PORT (4000)  LISTEN_ADDR (127.0.0.1)  CORS_ORIGINS (http://localhost:5173)  LOG_FORMAT (text)
+#   JWT_SECRET (from .run/jwt_secret)  FACTORY_SECRET (development value)
+#   DATABASE_URL  set it to use your own database instead of starting one
+#   MQTT_URL      set it to use your own broker instead of starting one
+#   INKLET_PG_PORT (54329, or the next free one)  INKLET_MQTT_PORT (18830, or the next free one)
+#   INKLET_RUN_DIR (.run)  INKLET_DB_NAME (inklet)  BUILD_DIR (build)
+#   INKLET_SKIP_BUILD=1    use the existing $BUILD_DIR/inkletd as is
+#   INKLET_SKIP_PACKAGES=1 do not check/install Debian packages
+# Any other key of config/inkletd.env.example (LOG_LEVEL, RATE_LIMIT_*, ...) passes through.
+# shellcheck disable=SC2317  # cleanup is invoked from traps
+set -Eeuo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/lib/services.sh
+. "$ROOT/scripts/lib/services.sh"
+
+if [[ -t 1 ]]; then say() { printf '\033[1m==> %s\033[0m\n' "$*"; }; else say() { printf '==> %s\n' "$*"; }; fi
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+RUN_DIR="${INKLET_RUN_DIR:-$ROOT/.run}"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+DB_NAME="${INKLET_DB_NAME:-inklet}"
+export PORT="${PORT:-4000}"
+export LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1}"
+export CORS_ORIGINS="${CORS_ORIGINS:-http://localhost:5173}"
+export LOG_FORMAT="${LOG_FORMAT:-text}"
+export FACTORY_SECRET="${FACTORY_SECRET:-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}"
+
+OWN_PG=0
+OWN_MQTT=0
+INKLETD_PID=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  set +e
+  if [[ -n "$INKLETD_PID" ]] && kill -0 "$INKLETD_PID" 2>/dev/null; then
+    say "stopping inkletd (pid $INKLETD_PID)"
+    svc_stop_pid "$INKLETD_PID" "$((${SHUTDOWN_GRACE:-10} + 5))" inkletd
+  fi
+  rm -f "$RUN_DIR/inkletd.pid"
+  if ((OWN_MQTT)); then svc_mqtt_stop "$RUN_DIR/mqtt"; fi
+  if ((OWN_PG)); then svc_pg_stop "$RUN_DIR/pg"; fi
+  say "stopped"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# ------------------------------------------------------------------ packages and build
+if [[ "${INKLET_SKIP_PACKAGES:-0}" != 1 ]]; then
+  say "checking Debian packages"
+  svc_ensure_packages "${INKLET_PKGS_BUILD[@]}" "${INKLET_PKGS_SERVICES[@]}" ||
+    die "package installation failed"
+fi
+if [[ "${INKLET_SKIP_BUILD:-0}" != 1 ]]; then
+  say "building ($BUILD_DIR)"
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || die "cmake configure failed"
+  cmake --build "$BUILD_DIR" -j "$(nproc)" || die "build failed"
+fi
+INKLETD="$BUILD_DIR/inkletd"
+[[ -x "$INKLETD" ]] || die "$INKLETD not found"
+
+# ------------------------------------------------------------------ state
+mkdir -p "$RUN_DIR"
+if [[ -z "${JWT_SECRET:-}" ]]; then
+  if [[ ! -s "$RUN_DIR/jwt_secret" ]]; then
+    (
+      umask 077
+      if command -v openssl >/dev/null 2>&1; then
+        openssl rand -hex 32
+      else
+        od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+        echo
+      fi >"$RUN_DIR/jwt_secret"
+    )
+    say "generated a JWT secret in $RUN_DIR/jwt_secret"
+  fi
+  JWT_SECRET="$(cat "$RUN_DIR/jwt_secret")"
+fi
+export JWT_SECRET
+
+# ------------------------------------------------------------------ PostgreSQL
+if [[ -z "${DATABASE_URL:-}" ]]; then
+  svc_pg_stop "$RUN_DIR/pg" # a server left over by a killed run
+  pg_port="$(svc_free_port "${INKLET_PG_PORT:-54329}")"
+  OWN_PG=1
+  svc_pg_start "$RUN_DIR/pg" "$pg_port" || die "PostgreSQL did not start"
+  svc_pg_create_db "$RUN_DIR/pg" "$DB_NAME" || die "could not create database $DB_NAME"
+  DATABASE_URL="$(svc_pg_url "$RUN_DIR/pg" "$DB_NAME")"
+else
+  say "using DATABASE_URL from the environment"
+fi
+export DATABASE_URL
+
+# ------------------------------------------------------------------ Mosquitto
+if [[ -z "${MQTT_URL:-}" ]]; then
+  svc_mqtt_stop "$RUN_DIR/mqtt"
+  mqtt_port="$(svc_free_port "${INKLET_MQTT_PORT:-18830}")"
+  OWN_MQTT=1
+  svc_mqtt_start "$RUN_DIR/mqtt" "$mqtt_port" || die "Mosquitto did not start"
+  MQTT_URL="$(svc_mqtt_url "$RUN_DIR/mqtt")"
+else
+  say "using MQTT_URL from the environment"
+fi
+export MQTT_URL
+
+# ------------------------------------------------------------------ inkletd
+if svc_port_busy "$PORT"; then
+  die "port $PORT is already in use (set PORT=... to use another one)"
+fi
+say "migrating ($DATABASE_URL)"
+"$INKLETD" migrate || die "inkletd migrate failed"
+
+say "starting inkletd on $LISTEN_ADDR:$PORT (log: stdout)"
+# Own session: the terminal's Ctrl-C reaches only this script, whose trap then sends inkletd
+# exactly one SIGTERM (drain) before stopping the broker and PostgreSQL.
+setsid "$INKLETD" </dev/null &
+INKLETD_PID=$!
+echo "$INKLETD_PID" >"$RUN_DIR/inkletd.pid"
+
+base="http://localhost:$PORT"
+[[ "$LISTEN_ADDR" == 0.0.0.0 || "$LISTEN_ADDR" == 127.0.0.1 || "$LISTEN_ADDR" == localhost ]] ||
+  base="http://$LISTEN_ADDR:$PORT"
+healthy=0
+for ((i = 0; i < 300; i++)); do
+  kill -0 "$INKLETD_PID" 2>/dev/null || {
+    wait "$INKLETD_PID" && rc=0 || rc=$?
+    INKLETD_PID=""
+    die "inkletd exited during startup (status $rc)"
+  }
+  if curl -fsS -o /dev/null --max-time 1 "$base/health" 2>/dev/null; then
+    healthy=1
+    break
+  fi
+  sleep 0.1
+done
+((healthy)) || say "warning: $base/health did not answer 200 yet"
+mqtt_hint=""
+if ((OWN_MQTT)); then
+  mqtt_hint="    mosquitto_sub -h 127.0.0.1 -p $mqtt_port -t 'inklet/dev/#' -v   # watch device traffic"
+fi
+
+cat <<EOF
+
+  Inklet is running: $base   (pid $INKLETD_PID)
+  DATABASE_URL=$DATABASE_URL
+  MQTT_URL=$MQTT_URL
+
+  Try:
+    curl -s $base/health
+    curl -s -X POST $base/auth/register -H 'Content-Type: application/json' \\
+         -d '{"email":"ada@example.com","username":"ada","password":"correct horse battery"}'
+    TOKEN=\$(curl -s -X POST $base/auth/login -H 'Content-Type: application/json' \\
+         -d '{"identifier":"ada","password":"correct horse battery"}' \\
+         | sed -n 's/.*"accessToken":"\\([^"]*\\)".*/\\1/p')
+    curl -s $base/auth/me -H "Authorization: Bearer \$TOKEN"
+$mqtt_hint
+
+  Ctrl-C stops inkletd, the broker and PostgreSQL.
+
+EOF
+
+rc=0
+wait "$INKLETD_PID" || rc=$?
+INKLETD_PID=""
+say "inkletd exited (status $rc)"
+exit "$rc"
