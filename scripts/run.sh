@@ -168,6 +168,14 @@ cat <<EOF
     curl -s $base/auth/me -H "Authorization: Bearer \$TOKEN"
 $mqtt_hint
 
+  Pair a simulated display (in another terminal):
+    $BUILD_DIR/inklet-sim --broker $MQTT_URL --factory-secret $FACTORY_SECRET   # prints CLAIM CODE and NFC payload
+    curl -s -X POST $base/api/devices/bind -H "Authorization: Bearer \$TOKEN" \\
+         -H 'Content-Type: application/json' -d '{"claimCode":"<code it printed>"}'
+    DEVICE=\$(curl -s $base/api/devices -H "Authorization: Bearer \$TOKEN" | sed -n 's/^\[{"id":"\([^"]*\)".*/\1/p')
+    curl -s -X POST $base/api/devices/\$DEVICE/commands -H "Authorization: Bearer \$TOKEN" \\
+         -H 'Content-Type: application/json' -d '{"kind":"text","text":"Hello, Inklet"}'
+
   Ctrl-C stops inkletd, the broker and PostgreSQL.
 
 EOF
