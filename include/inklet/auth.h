@@ -39,7 +39,8 @@ enum ink_status ink_session_refresh(const char *refresh_token, struct ink_tokens
 enum ink_status ink_session_revoke(const char *user_id, const char *session_id);
 /** Revokes the session the refresh token belongs to if it is user_id's; INK_NOT_FOUND if not. */
 enum ink_status ink_session_revoke_by_refresh(const char *user_id, const char *refresh_token);
-/** Revokes all sessions of user_id except `keep` (may be NULL); *count receives the number. */
+/** Revokes all sessions of user_id except `keep` (may be NULL); *count receives the number.
+ *  `db` is the caller's connection (to join its transaction) or NULL. */
 enum ink_status ink_session_revoke_all(struct ink_db *db, const char *user_id, const char *keep,
                                        long long *count);
 /** Lists live sessions newest first as the contract's JSON array (new reference in *out). */

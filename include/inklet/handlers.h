@@ -7,6 +7,11 @@
 enum ink_status ink_h_health(struct ink_req *req);
 enum ink_status ink_h_ready(struct ink_req *req);
 enum ink_status ink_h_metrics(struct ink_req *req);
+enum ink_status ink_h_openapi(struct ink_req *req);
+
+/** docs/openapi.json, embedded at build time. */
+extern const char ink_openapi_json[];
+extern const size_t ink_openapi_json_len;
 
 /* accounts (src/auth/handlers.c) */
 enum ink_status ink_h_register(struct ink_req *req);

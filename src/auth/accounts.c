@@ -268,40 +268,68 @@ enum ink_status ink_account_me(const char *user_id, json_t **out)
     return INK_OK;
 }
 
-static const struct ink_sql SQL_PASSWORD_HASH = {
-    "account_password_hash", "SELECT password_hash, email FROM users WHERE id = $1"};
+static const struct ink_sql SQL_CREDENTIALS = {
+    "account_credentials", "SELECT password_hash, email FROM users WHERE id = $1"};
 
-/* Checks `password` against the account's hash. INK_OK with *has_password false when the account
- * has none. A wrong or missing password (when one exists) is INK_UNAUTHORIZED / INK_INVALID. */
-static enum ink_status check_current_password(const char *user_id, const char *password,
-                                              bool *has_password, char **email_out,
-                                              struct ink_err *err)
+struct credentials {
+    char *phc;   /* NULL for an account without a password */
+    char *email;
+};
+
+static void credentials_free(struct credentials *c)
 {
+    free(c->phc);
+    free(c->email);
+}
+
+/* INK_UNAUTHORIZED when the user is gone (the token outlived the account). */
+static enum ink_status load_credentials(const char *user_id, struct credentials *out)
+{
+    memset(out, 0, sizeof *out);
     PGresult *r;
-    enum ink_status st = ink_db_query(&SQL_PASSWORD_HASH, 1, (const char *[]){user_id}, &r);
+    enum ink_status st = ink_db_query(&SQL_CREDENTIALS, 1, (const char *[]){user_id}, &r);
     if (st != INK_OK)
         return st;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        return INK_UNAUTHORIZED;
-    }
-    const char *phc = ink_db_str(r, 0, 0);
-    *has_password = phc != NULL;
-    if (email_out)
-        *email_out = ink_strdup(PQgetvalue(r, 0, 1));
-    if (phc && !password) {
-        *err = (struct ink_err){"current_password_required",
-                                "Your current password is required."};
-        st = INK_INVALID;
-    } else if (phc) {
-        bool match = false, rehash = false;
-        st = ink_password_verify(phc, password, &match, &rehash);
-        if (st == INK_OK && !match) {
-            *err = (struct ink_err){"invalid_credentials", "The current password is wrong."};
-            st = INK_UNAUTHORIZED;
-        }
+    if (PQntuples(r) == 1) {
+        out->phc = ink_db_str(r, 0, 0) ? ink_strdup(ink_db_str(r, 0, 0)) : NULL;
+        out->email = ink_strdup(PQgetvalue(r, 0, 1));
+    } else {
+        st = INK_UNAUTHORIZED;
     }
     PQclear(r);
+    return st;
+}
+
+/* Re-authentication for sensitive changes: accounts without a password pass; otherwise the
+ * password must be given (400) and right (401). */
+static enum ink_status check_password(const struct credentials *c, const char *password,
+                                      struct ink_err *err)
+{
+    if (!c->phc)
+        return INK_OK;
+    if (!password) {
+        *err = (struct ink_err){"current_password_required",
+                                "Your current password is required."};
+        return INK_INVALID;
+    }
+    bool match = false, rehash = false;
+    enum ink_status st = ink_password_verify(c->phc, password, &match, &rehash);
+    if (st == INK_OK && !match) {
+        *err = (struct ink_err){"invalid_credentials", "The current password is wrong."};
+        st = INK_UNAUTHORIZED;
+    }
+    return st;
+}
+
+/* Loads the account and checks `password` against it. */
+static enum ink_status reauthenticate(const char *user_id, const char *password,
+                                      struct ink_err *err)
+{
+    struct credentials c;
+    enum ink_status st = load_credentials(user_id, &c);
+    if (st == INK_OK)
+        st = check_password(&c, password, err);
+    credentials_free(&c);
     return st;
 }
 
@@ -331,19 +359,14 @@ enum ink_status ink_account_update(const char *user_id, const char *username, co
     }
     enum ink_status st;
     if (email_in) {
-        bool has_password;
-        char *current_email = NULL;
-        st = check_current_password(user_id, NULL, &has_password, &current_email, err);
-        bool changing = st != INK_UNAUTHORIZED && current_email && strcmp(current_email, email) != 0;
-        free(current_email);
-        if (changing) {
-            /* only a real change of address needs the password */
-            st = check_current_password(user_id, current_password, &has_password, NULL, err);
-            if (st != INK_OK)
-                return st;
-        } else if (st == INK_UNAUTHORIZED || st == INK_UNAVAILABLE || st == INK_INTERNAL) {
+        /* only a real change of address needs the password */
+        struct credentials c;
+        st = load_credentials(user_id, &c);
+        if (st == INK_OK && strcmp(c.email, email) != 0)
+            st = check_password(&c, current_password, err);
+        credentials_free(&c);
+        if (st != INK_OK)
             return st;
-        }
     }
     struct ink_db *db;
     if ((st = ink_db_acquire(&db)) != INK_OK)
@@ -371,8 +394,7 @@ enum ink_status ink_account_change_password(const char *user_id, const char *ses
         *err = (struct ink_err){"invalid_password", "Password must be 8-1024 bytes long."};
         return INK_INVALID;
     }
-    bool has_password;
-    enum ink_status st = check_current_password(user_id, current_password, &has_password, NULL, err);
+    enum ink_status st = reauthenticate(user_id, current_password, err);
     if (st != INK_OK)
         return st;
     char *phc = NULL;
@@ -396,8 +418,7 @@ static const struct ink_sql SQL_DELETE_USER = {"account_delete",
 
 enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err)
 {
-    bool has_password;
-    enum ink_status st = check_current_password(user_id, password, &has_password, NULL, err);
+    enum ink_status st = reauthenticate(user_id, password, err);
     if (st != INK_OK)
         return st;
     struct ink_db *db;

@@ -162,13 +162,8 @@ enum ink_status ink_h_sessions_list(struct ink_req *req)
 
 enum ink_status ink_h_sessions_revoke_all(struct ink_req *req)
 {
-    struct ink_db *db;
     long long n = 0;
-    enum ink_status st = ink_db_acquire(&db);
-    if (st != INK_OK)
-        return st;
-    st = ink_session_revoke_all(db, req->auth.user_id, req->auth.session_id, &n);
-    ink_db_release(db);
+    enum ink_status st = ink_session_revoke_all(NULL, req->auth.user_id, req->auth.session_id, &n);
     if (st != INK_OK)
         return st;
     return ink_reply(req, 200, json_pack("{s:I}", "revoked", (json_int_t)n));

@@ -212,7 +212,8 @@ enum ink_status ink_session_revoke_all(struct ink_db *db, const char *user_id, c
 {
     PGresult *r;
     const char *params[] = {user_id, keep};
-    enum ink_status st = ink_db_exec(db, &SQL_REVOKE_ALL, 2, params, &r);
+    enum ink_status st = db ? ink_db_exec(db, &SQL_REVOKE_ALL, 2, params, &r)
+                            : ink_db_query(&SQL_REVOKE_ALL, 2, params, &r);
     if (st != INK_OK)
         return st;
     if (count)

@@ -1,4 +1,5 @@
 /* Contract §1: health, readiness and metrics. */
+#include "inklet/alloc.h"
 #include "inklet/app.h"
 #include "inklet/broker.h"
 #include "inklet/db.h"
@@ -53,4 +54,10 @@ enum ink_status ink_h_metrics(struct ink_req *req)
     if (!metrics_allowed(req))
         return ink_fail(req, INK_NOT_FOUND, "not_found", "No such route.");
     return ink_reply_text(req, 200, "text/plain; version=0.0.4", ink_metrics_render());
+}
+
+enum ink_status ink_h_openapi(struct ink_req *req)
+{
+    return ink_reply_text(req, 200, "application/json; charset=utf-8",
+                          ink_strndup(ink_openapi_json, ink_openapi_json_len));
 }
