@@ -20,10 +20,12 @@ enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id
                                        const char *payload, size_t len);
 
 struct ink_broker_stats {
-    unsigned long long received, published, acked, dropped;
+    unsigned long long received, published, acked, dropped, processed;
 };
 void ink_broker_get_stats(struct ink_broker_stats *out);
 /** Counts a dropped (malformed, oversized, unmatched) message. */
 void ink_broker_count_drop(void);
+/** Counts a device message fully handled by an ingest worker. */
+void ink_broker_count_processed(void);
 
 #endif

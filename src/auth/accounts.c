@@ -178,7 +178,7 @@ enum ink_status ink_account_login(const char *identifier, const char *password,
     struct ink_db *db = NULL;
     enum ink_status st = ink_db_acquire(&db);
     if (st != INK_OK)
-        return st;
+        goto out;
     st = ink_db_exec(db, by_email ? &SQL_LOGIN_BY_EMAIL : &SQL_LOGIN_BY_NAME, 1,
                      (const char *[]){key}, &r);
     if (st != INK_OK)
@@ -224,6 +224,8 @@ enum ink_status ink_account_login(const char *identifier, const char *password,
         goto out;
     *user = user_json(r, 0);
 out:
+    if (st == INK_UNAVAILABLE || st == INK_INTERNAL)
+        *err = (struct ink_err){0}; /* an outage is not a credentials problem */
     if (st != INK_OK)
         ink_tokens_free(tokens);
     PQclear(r);

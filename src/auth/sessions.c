@@ -189,8 +189,10 @@ enum ink_status ink_session_refresh(const char *refresh_token, struct ink_tokens
 
     struct ink_db *db;
     enum ink_status st = ink_db_acquire(&db);
-    if (st != INK_OK)
+    if (st != INK_OK) {
+        *err = (struct ink_err){0};
         return st;
+    }
     PGresult *r = NULL;
     const char *params[] = {old_hash, new_hash, idle_ttl};
     st = ink_db_exec(db, &SQL_ROTATE, 3, params, &r);
@@ -204,6 +206,8 @@ enum ink_status ink_session_refresh(const char *refresh_token, struct ink_tokens
     }
     PQclear(r);
     ink_db_release(db);
+    if (st == INK_UNAVAILABLE || st == INK_INTERNAL)
+        *err = (struct ink_err){0}; /* an outage is not a token problem */
     return st;
 }
 

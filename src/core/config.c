@@ -245,12 +245,18 @@ static bool set_value(struct ink_config *cfg, const struct config_key *k, const 
     char *base = (char *)cfg + k->offset;
     switch (k->type) {
     case T_STR: {
-        const char *why = *value && k->validate ? k->validate(value) : NULL;
+        char **slot = (char **)base;
+        /* KEY= means unset: the default (or nothing) stays, validation is not bypassed */
+        if (!*value) {
+            free(*slot);
+            *slot = k->def ? ink_strdup(k->def) : NULL;
+            return true;
+        }
+        const char *why = k->validate ? k->validate(value) : NULL;
         if (why) {
             fprintf(err, "config: %s %s (from %s)\n", k->key, why, origin);
             return false;
         }
-        char **slot = (char **)base;
         free(*slot);
         *slot = ink_strdup(value);
         return true;
@@ -286,7 +292,8 @@ static char *trim(char *s)
     return s;
 }
 
-static bool load_file(struct ink_config *cfg, const char *path, bool seen[], FILE *err)
+static bool load_file(struct ink_config *cfg, const char *path, bool seen[], bool rejected[],
+                      FILE *err)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
@@ -324,8 +331,10 @@ static bool load_file(struct ink_config *cfg, const char *path, bool seen[], FIL
         }
         char origin[300];
         snprintf(origin, sizeof origin, "%s:%u", path, lineno);
-        if (!set_value(cfg, k, value, origin, err))
+        if (!set_value(cfg, k, value, origin, err)) {
             ok = false;
+            rejected[k - CONFIG_KEYS] = true;
+        }
         seen[k - CONFIG_KEYS] = true;
     }
     fclose(f);
@@ -348,7 +357,7 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
                           const char *(*lookup)(const char *key, void *ctx), void *ctx, FILE *err)
 {
     memset(cfg, 0, sizeof *cfg);
-    bool seen[NKEYS] = {false};
+    bool seen[NKEYS] = {false}, rejected[NKEYS] = {false};
     bool ok = true;
     for (size_t i = 0; i < NKEYS; i++) {
         const struct config_key *k = &CONFIG_KEYS[i];
@@ -356,7 +365,7 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
             ok &= set_value(cfg, k, k->def, "default", err);
     }
     if (file)
-        ok &= load_file(cfg, file, seen, err);
+        ok &= load_file(cfg, file, seen, rejected, err);
     for (size_t i = 0; i < NKEYS; i++) {
         const struct config_key *k = &CONFIG_KEYS[i];
         const char *v = lookup(k->key, ctx);
@@ -364,7 +373,10 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
             if (strcmp(ALIASES[a].key, k->key) == 0)
                 v = lookup(ALIASES[a].alias, ctx);
         if (v) {
-            ok &= set_value(cfg, k, v, "environment", err);
+            if (!set_value(cfg, k, v, "environment", err)) {
+                ok = false;
+                rejected[i] = true;
+            }
             seen[i] = true;
         }
     }
@@ -374,7 +386,7 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
         if (!(k->flags & required) || k->type != T_STR)
             continue;
         char *v = *(char **)((char *)cfg + k->offset);
-        if (!v || !*v) {
+        if ((!v || !*v) && !rejected[i]) { /* a rejected value already has its line */
             fprintf(err, "config: %s is required\n", k->key);
             ok = false;
         }

@@ -126,28 +126,31 @@ void ink_client_ip(const struct ink_cidr_list *trusted, const char *peer, const 
     format_ip(addr, out, outlen);
     if (!xff || !trusted->count || !ink_cidr_list_contains(trusted, addr))
         return;
-    /* Walk X-Forwarded-For from the right; the first untrusted hop is the client. */
-    char copy[1024];
-    snprintf(copy, sizeof copy, "%s", xff);
-    size_t n = strlen(copy);
-    while (n > 0) {
-        size_t end = n;
-        while (n > 0 && copy[n - 1] != ',')
-            n--;
-        char *tok = copy + n;
-        copy[end] = '\0';
-        while (isspace((unsigned char)*tok))
-            tok++;
-        size_t tl = strlen(tok);
-        while (tl && isspace((unsigned char)tok[tl - 1]))
-            tok[--tl] = '\0';
+    /* Walk X-Forwarded-For from the right in place: the right end is what our own proxies
+     * appended, so nothing may be cut off there (a copy into a fixed buffer would let a long
+     * client-supplied prefix push the real entries out). */
+    const char *end = xff + strlen(xff);
+    while (end > xff) {
+        const char *start = end;
+        while (start > xff && start[-1] != ',')
+            start--;
+        const char *a = start, *b = end;
+        while (a < b && isspace((unsigned char)*a))
+            a++;
+        while (b > a && isspace((unsigned char)b[-1]))
+            b--;
+        char tok[INET6_ADDRSTRLEN + 1];
         unsigned char hop[16];
+        size_t n = (size_t)(b - a);
+        if (n == 0 || n >= sizeof tok)
+            return; /* garbage in the chain: keep the last trusted hop we reached */
+        memcpy(tok, a, n);
+        tok[n] = '\0';
         if (!ink_ip_parse(tok, hop))
-            return; /* garbage in the chain: keep what we trusted so far */
+            return;
         format_ip(hop, out, outlen);
         if (!ink_cidr_list_contains(trusted, hop))
             return;
-        if (n > 0)
-            n--; /* skip the comma */
+        end = start > xff ? start - 1 : xff;
     }
 }

@@ -104,8 +104,11 @@ char *ink_metrics_render(void)
             "inklet_mqtt_messages_dropped_total %llu\n"
             "# TYPE inklet_mqtt_messages_published_total counter\n"
             "inklet_mqtt_messages_published_total %llu\n"
-            "# TYPE inklet_mqtt_messages_acked_total counter\ninklet_mqtt_messages_acked_total %llu\n",
-            ink_broker_connected() ? 1 : 0, bs.received, bs.dropped, bs.published, bs.acked);
+            "# TYPE inklet_mqtt_messages_acked_total counter\ninklet_mqtt_messages_acked_total %llu\n"
+            "# TYPE inklet_mqtt_messages_processed_total counter\n"
+            "inklet_mqtt_messages_processed_total %llu\n",
+            ink_broker_connected() ? 1 : 0, bs.received, bs.dropped, bs.published, bs.acked,
+            bs.processed);
     char *out = b.data ? b.data : ink_strdup("");
     return out;
 }

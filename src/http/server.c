@@ -378,7 +378,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)version;
     struct conn_ctx *ctx = *con_cls;
     if (!ctx) {
-        *con_cls = new_ctx(conn, url, method);
+        *con_cls = ctx = new_ctx(conn, url, method);
+        /* MHD 0.9.75 accepts a response only now or once the whole body is read: refuse an
+         * announced oversized body at once (MHD then skips the body and closes) */
+        if (ctx->state == ST_TOO_LARGE)
+            return finish(ctx, ink_fail(&ctx->req, INK_TOO_LARGE, "payload_too_large",
+                                        "The request body is too large."));
         return MHD_YES;
     }
     switch (ctx->state) {
@@ -390,6 +395,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case ST_SLOW_RUNNING:
         return MHD_YES;
     case ST_TOO_LARGE:
+        /* found while reading (no Content-Length): discard the rest, answer at the end */
+        if (*upload_data_size > 0) {
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
         return finish(ctx, ink_fail(&ctx->req, INK_TOO_LARGE, "payload_too_large",
                                     "The request body is too large."));
     case ST_READING:
@@ -398,8 +408,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size > 0) {
         if (!ink_buf_append(&ctx->body, upload_data, *upload_data_size)) {
             ctx->state = ST_TOO_LARGE;
-            return finish(ctx, ink_fail(&ctx->req, INK_TOO_LARGE, "payload_too_large",
-                                        "The request body is too large."));
+            ink_buf_free(&ctx->body);
+            *upload_data_size = 0;
+            return MHD_YES;
         }
         *upload_data_size = 0;
         return MHD_YES;

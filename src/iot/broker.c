@@ -31,7 +31,7 @@ static struct {
     char subscription[256];
     pthread_mutex_t lock;
     struct pending pending[PENDING_SLOTS];
-    atomic_ullong received, published, acked, dropped;
+    atomic_ullong received, published, acked, dropped, processed;
 } link = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 bool ink_broker_connected(void)
@@ -44,8 +44,14 @@ void ink_broker_count_drop(void)
     atomic_fetch_add(&link.dropped, 1);
 }
 
+void ink_broker_count_processed(void)
+{
+    atomic_fetch_add(&link.processed, 1);
+}
+
 void ink_broker_get_stats(struct ink_broker_stats *out)
 {
+    out->processed = atomic_load(&link.processed);
     out->received = atomic_load(&link.received);
     out->published = atomic_load(&link.published);
     out->acked = atomic_load(&link.acked);

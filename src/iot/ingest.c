@@ -79,6 +79,8 @@ static void run(struct worker *w, struct job *j)
             ink_debug("dropped a malformed message from thing %s", j->thing);
             return;
         }
+        if (st == INK_OK && j->kind == JOB_UP)
+            ink_broker_count_processed();
         if (st != INK_UNAVAILABLE || attempt >= 5)
             return;
         bool stopping;

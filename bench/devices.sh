@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# bench/devices.sh — device benchmarks against a running bench/serve.sh (see bench/README.md):
+#   list     GET /api/devices for a user with 5 bound devices, wrk -t2 -c64
+#   ingest   heartbeat flood over MQTT (DEVICES publishers × MESSAGES heartbeats, QoS 1), timed
+#            until inkletd has processed every message, then every device's row is checked
+#            against its last heartbeat (firmware "seq-N", battery N % 101).
+#
+#   bench/serve.sh &  bench/devices.sh            # both scenarios
+#
+# Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12), DEVICES (50), MESSAGES (400),
+#   INKLET_RUN_DIR (.run/bench: where serve.sh keeps PostgreSQL and the broker),
+#   FACTORY_SECRET (the development value), MQTT_URL / DATABASE_URL (else read from the run dir).
+set -Eeuo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/services.sh
+. "$ROOT/scripts/lib/services.sh"
+
+BASE_URL="${BASE_URL:-http://127.0.0.1:4000}"
+DURATION="${DURATION:-12}"
+DEVICES="${DEVICES:-50}"
+MESSAGES="${MESSAGES:-400}"
+RUN_DIR="${INKLET_RUN_DIR:-$ROOT/.run/bench}"
+FACTORY_SECRET="${FACTORY_SECRET:-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef}"
+MQTT_URL="${MQTT_URL:-$(svc_mqtt_url "$RUN_DIR/mqtt")}"
+DATABASE_URL="${DATABASE_URL:-$(svc_pg_url "$RUN_DIR/pg" "${INKLET_DB_NAME:-inklet_bench}")}"
+MQTT_HOST="$(printf '%s' "${MQTT_URL#mqtt://}" | cut -d: -f1)"
+MQTT_PORT="$(printf '%s' "${MQTT_URL#mqtt://}" | cut -d: -f2)"
+SCENARIOS=("${@:-list ingest}")
+read -r -a SCENARIOS <<<"${SCENARIOS[*]}"
+
+die() { printf 'bench/devices: %s\n' "$*" >&2; exit 1; }
+json_field() { sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\\([^\"]*\\)\".*/\\1/p"; }
+post() { curl -sS --max-time 30 -X POST "$BASE_URL$1" -H 'Content-Type: application/json' ${3:+-H "Authorization: Bearer $3"} -d "$2"; }
+metric() { curl -sS --max-time 5 "$BASE_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+uuid() { cat /proc/sys/kernel/random/uuid; }
+sign() { printf '%s' "$1" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$FACTORY_SECRET" | awk '{ print substr($NF, 1, 16) }'; }
+heartbeat() { # heartbeat THING HWID SEQ -> one JSON line
+  printf '{"hwId":"%s","ts":%s,"firmware":"seq-%s","battery":%s}\n' "$2" "$(date +%s)" "$3" "$(($3 % 101))"
+}
+
+curl -fsS -o /dev/null --max-time 5 "$BASE_URL/health" || die "no server at $BASE_URL (start bench/serve.sh)"
+command -v mosquitto_pub >/dev/null || die "mosquitto_pub missing (apt-get install mosquitto-clients)"
+
+scenario_list() {
+  local tag user token i hw thing r
+  tag="$(date +%s)$RANDOM"
+  user="devbench_$tag"
+  r="$(post /auth/register "{\"email\":\"$user@bench.invalid\",\"username\":\"$user\",\"password\":\"BenchPass_$tag\"}")"
+  token="$(printf '%s' "$r" | json_field accessToken)"
+  [[ -n "$token" ]] || die "register failed: $r"
+  for i in 1 2 3 4 5; do
+    hw="$(uuid)"
+    thing="bench-$tag-$i"
+    heartbeat "$thing" "$hw" 0 | mosquitto_pub -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/$thing/up/heartbeat" -l
+    for _ in $(seq 50); do
+      r="$(post /api/devices/bind/nfc "{\"payload\":\"inklet:1:$hw:$(sign "$hw")\"}" "$token")"
+      [[ "$r" == *'"ownerId"'* ]] && break
+      sleep 0.1
+    done
+    [[ "$r" == *'"ownerId"'* ]] || die "binding device $i failed: $r"
+  done
+  printf '\n### GET /api/devices (5 devices), 2 threads, 64 connections, %ss\n' "$DURATION"
+  wrk -t2 -c64 -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "$BASE_URL/api/devices"
+}
+
+scenario_ingest() {
+  local tag before after start end total i pids=() rows bad
+  tag="$(date +%s)$RANDOM"
+  total=$((DEVICES * MESSAGES))
+  local dir
+  dir="$(mktemp -d)"
+  for ((i = 0; i < DEVICES; i++)); do
+    local hw seq
+    hw="$(uuid)"
+    echo "$hw" >"$dir/hw.$i"
+    for ((seq = 1; seq <= MESSAGES; seq++)); do heartbeat "x" "$hw" "$seq"; done >"$dir/msgs.$i"
+  done
+  before="$(metric inklet_mqtt_messages_processed_total)"
+  printf '\n### heartbeat ingest: %s devices x %s messages = %s (QoS 1)\n' "$DEVICES" "$MESSAGES" "$total"
+  start="$(date +%s.%N)"
+  for ((i = 0; i < DEVICES; i++)); do
+    mosquitto_pub -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/ingest-$tag-$i/up/heartbeat" -l <"$dir/msgs.$i" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+  local published
+  published="$(date +%s.%N)"
+  for _ in $(seq 1200); do
+    after="$(metric inklet_mqtt_messages_processed_total)"
+    (( after - before >= total )) && break
+    sleep 0.05
+  done
+  end="$(date +%s.%N)"
+  awk -v s="$start" -v p="$published" -v e="$end" -v n="$((after - before))" -v t="$total" 'BEGIN {
+    printf "published in %.2f s; processed %d/%d in %.2f s => %.0f messages/s\n", p - s, n, t, e - s, n / (e - s) }'
+  rows="$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM devices WHERE thing_name LIKE 'ingest-$tag-%' AND firmware = 'seq-$MESSAGES' AND battery = $((MESSAGES % 101))")"
+  bad=$((DEVICES - rows))
+  echo "devices whose row shows their last heartbeat: $rows/$DEVICES"
+  rm -rf "$dir"
+  ((bad == 0)) || die "$bad devices do not reflect their last heartbeat"
+}
+
+for s in "${SCENARIOS[@]}"; do
+  case "$s" in
+  list) scenario_list ;;
+  ingest) scenario_ingest ;;
+  *) die "unknown scenario $s (list ingest)" ;;
+  esac
+done
