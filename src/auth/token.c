@@ -43,6 +43,28 @@ static bool uuid_claim(json_t *claims, const char *name, char out[INK_UUID_STRLE
     return true;
 }
 
+/* Three non-empty base64url segments, as we issue them. libjwt 1.10 writes past a zero-size heap
+ * buffer when it decodes an empty header or payload segment ("..", "x..y"), so such input must
+ * never reach jwt_decode. */
+static bool compact_shape_ok(const char *t)
+{
+    size_t seg_len = 0, dots = 0;
+    for (; *t; t++) {
+        char c = *t;
+        if (c == '.') {
+            if (seg_len == 0 || ++dots > 2)
+                return false;
+            seg_len = 0;
+        } else if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_') {
+            seg_len++;
+        } else {
+            return false;
+        }
+    }
+    return dots == 2 && seg_len > 0;
+}
+
 enum ink_status ink_token_verify(const unsigned char *secret, size_t secret_len, const char *token,
                                  long long now, struct ink_token_claims *out)
 {
@@ -51,7 +73,8 @@ enum ink_status ink_token_verify(const unsigned char *secret, size_t secret_len,
     char *grants = NULL;
     json_t *claims = NULL;
     /* never hand libjwt a NULL or empty key: it would accept alg "none" */
-    if (!token || !secret || secret_len == 0 || strlen(token) > INK_TOKEN_MAX_LEN)
+    if (!token || !secret || secret_len == 0 || strlen(token) > INK_TOKEN_MAX_LEN ||
+        !compact_shape_ok(token))
         goto out;
     if (jwt_decode(&jwt, token, secret, (int)secret_len) != 0 || !jwt)
         goto out;

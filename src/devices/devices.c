@@ -198,6 +198,28 @@ static enum ink_status bound_reply(struct ink_db *db, PGresult *r, json_t **out)
     return INK_OK;
 }
 
+/* Runs the conditional bind UPDATE (`bind`, params user and key). On a match the display is told
+ * and *out is the device. On a miss, *miss receives `lookup` (param key) so the caller can say
+ * why; the caller PQclears it. */
+static enum ink_status try_bind(const char *user_id, const char *key, const struct ink_sql *bind,
+                                const struct ink_sql *lookup, json_t **out, PGresult **miss)
+{
+    *miss = NULL;
+    struct ink_db *db;
+    enum ink_status st = ink_db_acquire(&db);
+    if (st != INK_OK)
+        return st;
+    PGresult *r = NULL;
+    st = ink_db_exec(db, bind, 2, (const char *[]){user_id, key}, &r);
+    if (st == INK_OK && PQntuples(r) == 1)
+        st = bound_reply(db, r, out);
+    else if (st == INK_OK)
+        st = ink_db_exec(db, lookup, 1, (const char *[]){key}, miss);
+    PQclear(r);
+    ink_db_release(db);
+    return st;
+}
+
 enum ink_status ink_device_bind_code(const char *user_id, const char *code_in, json_t **out,
                                      struct ink_err *err)
 {
@@ -207,33 +229,23 @@ enum ink_status ink_device_bind_code(const char *user_id, const char *code_in, j
                                 "A claim code is 6 characters from the code alphabet."};
         return INK_INVALID;
     }
-    struct ink_db *db;
-    enum ink_status st = ink_db_acquire(&db);
-    if (st != INK_OK)
-        return st;
-    PGresult *r = NULL;
     /* one conditional UPDATE: of several users racing for a code exactly one matches */
-    st = ink_db_exec(db, &SQL_BIND_CODE, 2, (const char *[]){user_id, code}, &r);
-    if (st == INK_OK && PQntuples(r) == 1) {
-        st = bound_reply(db, r, out);
-    } else if (st == INK_OK) {
-        PQclear(r);
-        r = NULL;
-        st = ink_db_exec(db, &SQL_CODE_STATUS, 1, (const char *[]){code}, &r);
-        if (st == INK_OK && PQntuples(r) == 0) {
+    PGresult *miss;
+    enum ink_status st = try_bind(user_id, code, &SQL_BIND_CODE, &SQL_CODE_STATUS, out, &miss);
+    if (st == INK_OK && miss) {
+        if (PQntuples(miss) == 0) {
             *err = (struct ink_err){"claim_code_not_found", "No device shows that code."};
             st = INK_NOT_FOUND;
-        } else if (st == INK_OK && PQgetvalue(r, 0, 0)[0] == 't') {
+        } else if (PQgetvalue(miss, 0, 0)[0] == 't') {
             *err = (struct ink_err){"claim_code_expired",
                                     "That code has expired; the display will show a new one."};
             st = INK_GONE;
-        } else if (st == INK_OK) {
+        } else {
             *err = (struct ink_err){"device_already_bound", "That device is already bound."};
             st = INK_CONFLICT;
         }
     }
-    PQclear(r);
-    ink_db_release(db);
+    PQclear(miss);
     return st;
 }
 
@@ -260,33 +272,23 @@ enum ink_status ink_device_bind_nfc(const char *user_id, const char *payload, js
         *err = (struct ink_err){"invalid_nfc_signature", "The NFC signature is not valid."};
         return INK_FORBIDDEN;
     }
-    struct ink_db *db;
-    enum ink_status st = ink_db_acquire(&db);
-    if (st != INK_OK)
-        return st;
-    PGresult *r = NULL;
-    st = ink_db_exec(db, &SQL_BIND_HW, 2, (const char *[]){user_id, hw}, &r);
-    if (st == INK_OK && PQntuples(r) == 1) {
-        st = bound_reply(db, r, out);
-    } else if (st == INK_OK) {
-        PQclear(r);
-        r = NULL;
-        st = ink_db_exec(db, &SQL_DEVICE_BY_HW, 1, (const char *[]){hw}, &r);
-        if (st == INK_OK && PQntuples(r) == 0) {
+    PGresult *miss;
+    enum ink_status st = try_bind(user_id, hw, &SQL_BIND_HW, &SQL_DEVICE_BY_HW, out, &miss);
+    if (st == INK_OK && miss) {
+        const char *owner = PQntuples(miss) ? ink_db_str(miss, 0, C_OWNER) : NULL;
+        if (PQntuples(miss) == 0) {
             *err = (struct ink_err){"device_not_found",
                                     "That device has not connected yet; power it on first."};
             st = INK_NOT_FOUND;
-        } else if (st == INK_OK && ink_db_str(r, 0, C_OWNER) &&
-                   strcmp(ink_db_str(r, 0, C_OWNER), user_id) == 0) {
-            *out = device_json(r, 0); /* already yours: idempotent */
-        } else if (st == INK_OK) {
+        } else if (owner && strcmp(owner, user_id) == 0) {
+            *out = device_json(miss, 0); /* already yours: idempotent */
+        } else {
             *err = (struct ink_err){"device_already_bound",
                                     "That device is bound to another account."};
             st = INK_CONFLICT;
         }
     }
-    PQclear(r);
-    ink_db_release(db);
+    PQclear(miss);
     return st;
 }
 

@@ -162,7 +162,8 @@ bool ink_ingest_submit(const char *thing, enum ink_up_kind kind, const void *pay
     struct job j = {.kind = JOB_UP, .up = kind, .len = len};
     snprintf(j.thing, sizeof j.thing, "%s", thing);
     j.payload = ink_malloc(len + 1);
-    memcpy(j.payload, payload, len);
+    if (len) /* an empty MQTT payload comes as NULL, which memcpy must not get */
+        memcpy(j.payload, payload, len);
     j.payload[len] = '\0';
     if (!push(&workers[pick(thing)], &j)) {
         free(j.payload);

@@ -1,0 +1,389 @@
+/* Contract §1 and §6: health, readiness, migrations, configuration, graceful shutdown, and
+ * behaviour while the database is down. */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define D itest_shared
+
+/* ---- migrations and configuration --------------------------------------------------------- */
+
+static void test_concurrent_migrations_on_fresh_db_both_exit_0(void **state)
+{
+    (void)state;
+    /* run by main() before anything else, on the empty database */
+    assert_int_equal(itest_migrate_status[0], 0);
+    assert_int_equal(itest_migrate_status[1], 0);
+    /* and again on the migrated schema: nothing to do, still success */
+    struct itest_proc p;
+    int st = itest_run_inkletd((const char *const[]){"migrate", NULL}, NULL, 60000, &p);
+    if (st != 0)
+        fprintf(stderr, "  stdout: %s\n  stderr: %s\n", p.out, p.err);
+    assert_int_equal(st, 0);
+    itest_proc_free(&p);
+}
+
+static void test_check_config_redacts_secrets(void **state)
+{
+    (void)state;
+    struct itest_proc p;
+    int st = itest_run_inkletd((const char *const[]){"check-config", NULL}, NULL, 20000, &p);
+    if (st != 0)
+        fprintf(stderr, "  stdout: %s\n  stderr: %s\n", p.out, p.err);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(p.out, "JWT_SECRET=<redacted>\n"));
+    assert_non_null(strstr(p.out, "FACTORY_SECRET=<redacted>\n"));
+    assert_non_null(strstr(p.out, "DATABASE_URL=<redacted>\n"));
+    assert_non_null(strstr(p.out, "LISTEN_ADDR=127.0.0.1\n")); /* the effective values */
+    assert_non_null(strstr(p.out, "RATE_LIMIT_LOGIN=100000/1\n"));
+    const char *secrets[] = {itest.jwt_secret, ITEST_FACTORY_SECRET, itest.database_url};
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(secrets); i++) {
+        assert_null(strstr(p.out, secrets[i]));
+        assert_null(strstr(p.err, secrets[i]));
+    }
+    itest_proc_free(&p);
+}
+
+/* Runs inkletd `command` (NULL: serve) with env and expects a non-zero exit with exactly one
+ * line on stderr that names `key` and does not contain `secret` (may be NULL). */
+static void expect_config_rejected(const char *command, const char *const env[], const char *key,
+                                   const char *secret)
+{
+    struct itest_proc p;
+    const char *args[] = {command, NULL};
+    int st = itest_run_inkletd(args, env, 20000, &p);
+    size_t lines = 0;
+    for (const char *c = p.err; *c; c++)
+        lines += *c == '\n';
+    if (st == 0 || lines != 1 || !strstr(p.err, key))
+        fprintf(stderr, "  %s %s: status %d, stderr:\n%s\n", command ? command : "(serve)", env[0],
+                st, p.err);
+    assert_true(st != 0 && st != -1 && st < 128); /* an exit, not a crash or a hang */
+    assert_int_equal(lines, 1);
+    assert_non_null(strstr(p.err, key));
+    if (secret) {
+        assert_null(strstr(p.err, secret));
+        assert_null(strstr(p.out, secret));
+    }
+    itest_proc_free(&p);
+}
+
+static void test_invalid_config_exits_with_one_line_naming_the_key(void **state)
+{
+    (void)state;
+    expect_config_rejected(NULL, (const char *const[]){"PORT=abc", NULL}, "PORT", NULL);
+    expect_config_rejected(NULL, (const char *const[]){"PORT=70000", NULL}, "PORT", NULL);
+    expect_config_rejected("check-config", (const char *const[]){"PORT=abc", NULL}, "PORT", NULL);
+    expect_config_rejected(NULL, (const char *const[]){"RATE_LIMIT_LOGIN=fast", NULL},
+                           "RATE_LIMIT_LOGIN", NULL);
+    expect_config_rejected(NULL, (const char *const[]){"LOG_LEVEL=loud", NULL}, "LOG_LEVEL", NULL);
+    expect_config_rejected(NULL, (const char *const[]){"TRUSTED_PROXIES=10.0.0.0/33", NULL},
+                           "TRUSTED_PROXIES", NULL);
+}
+
+static void test_bad_or_missing_secrets_are_named_never_printed(void **state)
+{
+    (void)state;
+    expect_config_rejected(NULL, (const char *const[]){"JWT_SECRET=too-short-secret-xyz", NULL},
+                           "JWT_SECRET", "too-short-secret-xyz");
+    expect_config_rejected(NULL, (const char *const[]){"JWT_SECRET", NULL}, "JWT_SECRET", NULL);
+    expect_config_rejected(NULL, (const char *const[]){"FACTORY_SECRET=0123456789abcdeX", NULL},
+                           "FACTORY_SECRET", "0123456789abcdeX");
+    expect_config_rejected("migrate", (const char *const[]){"DATABASE_URL", NULL}, "DATABASE_URL",
+                           NULL);
+}
+
+static void test_version_exits_0(void **state)
+{
+    (void)state;
+    struct itest_proc p;
+    int st = itest_run_inkletd((const char *const[]){"--version", NULL}, NULL, 20000, &p);
+    assert_int_equal(st, 0);
+    assert_true(strncmp(p.out, "inkletd ", 8) == 0);
+    assert_true(strlen(p.out) > 9);
+    itest_proc_free(&p);
+}
+
+/* ---- health ------------------------------------------------------------------------------- */
+
+static void test_health_is_ok(void **state)
+{
+    (void)state;
+    struct itest_resp r;
+    itest_get(D, "/health", &r);
+    itest_expect_status(&r, 200);
+    assert_string_equal(itest_header(&r, "Content-Type"), "application/json; charset=utf-8");
+    itest_expect_keys(r.json, (const char *const[]){"status", NULL});
+    assert_string_equal(itest_str(r.json, "status"), "ok");
+    itest_resp_free(&r);
+}
+
+static void test_ready_reports_database_ok(void **state)
+{
+    (void)state;
+    struct itest_resp r;
+    itest_get(D, "/health/ready", &r);
+    /* without a broker for this run the broker check may fail; the database one may not */
+    if (itest.mqtt_url) {
+        itest_expect_status(&r, 200);
+        assert_string_equal(itest_str(r.json, "status"), "ok");
+    } else {
+        assert_true(r.status == 200 || r.status == 503);
+    }
+    json_t *checks = json_object_get(r.json, "checks");
+    assert_true(json_is_object(checks));
+    assert_string_equal(itest_str(checks, "database"), "ok");
+    itest_resp_free(&r);
+}
+
+/* ---- graceful shutdown -------------------------------------------------------------------- */
+
+/* True once `d` has begun draining: a new connection is refused or /health says "draining". */
+static bool draining_seen(const struct itest_daemon *d)
+{
+    int fd = itest_raw_connect(d->port);
+    if (fd < 0)
+        return true;
+    bool draining = false;
+    struct itest_raw_resp resp;
+    if (itest_raw_send_str(fd, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") &&
+        itest_raw_read_response(fd, 2000, &resp) == 0) {
+        draining = resp.status == 503 && strstr(resp.body, "draining");
+        itest_raw_resp_free(&resp);
+    } else {
+        draining = true; /* closed on us: no longer serving new requests */
+    }
+    close(fd);
+    return draining;
+}
+
+static void test_sigterm_completes_in_flight_request_then_exits_0(void **state)
+{
+    (void)state;
+    struct itest_daemon *d = itest_daemon_start((const char *const[]){"SHUTDOWN_GRACE=30", NULL});
+    assert_non_null(d);
+    struct itest_user u = {0};
+    itest_register(d, &u);
+
+    /* A: an accepted keep-alive connection with a login whose body is half sent */
+    int a = itest_raw_connect(d->port);
+    assert_true(a >= 0);
+    struct itest_raw_resp resp;
+    assert_true(itest_raw_send_str(a, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    assert_int_equal(itest_raw_read_response(a, 5000, &resp), 0);
+    assert_int_equal(resp.status, 200);
+    itest_raw_resp_free(&resp);
+    char body[256], head[256];
+    int blen = snprintf(body, sizeof body, "{\"identifier\":\"%s\",\"password\":\"%s\"}",
+                        u.username, u.password);
+    snprintf(head, sizeof head,
+             "POST /auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+             "Content-Length: %d\r\n\r\n",
+             blen);
+    assert_true(itest_raw_send_str(a, head));
+    assert_true(itest_raw_send(a, body, 10));
+
+    /* B: an idle keep-alive connection */
+    int b = itest_raw_connect(d->port);
+    assert_true(b >= 0);
+    assert_true(itest_raw_send_str(b, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    assert_int_equal(itest_raw_read_response(b, 5000, &resp), 0);
+    assert_int_equal(resp.status, 200);
+    itest_raw_resp_free(&resp);
+    /* the server cannot be asked whether it has parsed A's headers yet; give it a moment */
+    itest_sleep_ms(itest_scaled(100));
+
+    assert_int_equal(kill(d->pid, SIGTERM), 0);
+    int64_t deadline = itest_now_ms() + itest_scaled(10000);
+    bool seen = false;
+    while (!seen && itest_now_ms() < deadline) {
+        seen = draining_seen(d);
+        if (!seen)
+            itest_sleep_ms(10);
+    }
+    assert_true(seen);
+    assert_true(itest_daemon_alive(d)); /* still waiting for A */
+
+    /* the open keep-alive connection is told to go away */
+    assert_true(itest_raw_send_str(b, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    int rc = itest_raw_read_response(b, 5000, &resp);
+    assert_int_equal(rc, 0);
+    assert_int_equal(resp.status, 503);
+    json_t *hb = json_loadb(resp.body, resp.body_len, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(hb, "status")), "draining");
+    json_decref(hb);
+    itest_raw_resp_free(&resp);
+    close(b);
+
+    /* the in-flight request finishes normally */
+    assert_true(itest_raw_send(a, body + 10, (size_t)blen - 10));
+    rc = itest_raw_read_response(a, 10000, &resp);
+    if (rc != 0)
+        itest_daemon_dump_log(d, "no answer to the in-flight request");
+    assert_int_equal(rc, 0);
+    assert_int_equal(resp.status, 200);
+    json_t *lb = json_loadb(resp.body, resp.body_len, 0, NULL);
+    assert_non_null(json_string_value(json_object_get(lb, "accessToken")));
+    json_decref(lb);
+    itest_raw_resp_free(&resp);
+    int64_t done = itest_now_ms();
+    close(a);
+
+    assert_int_equal(itest_daemon_wait_exit(d, 20000), 0);
+    /* it stopped because nothing was left, not because the 30 s grace ran out */
+    assert_true(itest_now_ms() - done < (int64_t)itest_scaled(10000));
+}
+
+static void test_sigterm_idle_daemon_exits_0_quickly(void **state)
+{
+    (void)state;
+    struct itest_daemon *d = itest_daemon_start(NULL);
+    assert_non_null(d);
+    int64_t t0 = itest_now_ms();
+    assert_int_equal(itest_daemon_stop(d), 0);
+    assert_true(itest_now_ms() - t0 < (int64_t)itest_scaled(5000));
+}
+
+/* ---- database outage ---------------------------------------------------------------------- */
+
+static void expect_503_with_retry_after(const struct itest_resp *r)
+{
+    itest_expect_error(r, 503, "service_unavailable");
+    itest_expect_retry_after(r);
+}
+
+static int restart_pg_then_teardown(void **state)
+{
+    if (itest.pg_start && itest_sh(itest.pg_start, 120000) != 0)
+        fprintf(stderr, "inklet-itest: INKLET_ITEST_PG_START failed: PostgreSQL may be down\n");
+    return itest_teardown(state);
+}
+
+static void test_database_outage_is_503_then_recovers_without_restart(void **state)
+{
+    (void)state;
+    if (!itest.pg_stop || !itest.pg_start) {
+        fprintf(stderr, "  INKLET_ITEST_PG_STOP/START not set: skipped\n");
+        skip();
+    }
+    struct itest_daemon *d = itest_daemon_start(NULL);
+    assert_non_null(d);
+    pid_t pid = d->pid;
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    struct itest_session cold;
+    itest_login(d, &u, &cold);
+    assert_int_equal(itest_me_status(d, u.s.access), 200);
+
+    assert_int_equal(itest_sh(itest.pg_stop, 120000), 0);
+
+    struct itest_resp r;
+    for (int i = 0; i < 3; i++) {
+        itest_call(d, "GET", "/auth/me", u.s.access, NULL, &r); /* liveness may be cached */
+        expect_503_with_retry_after(&r);
+        itest_resp_free(&r);
+        itest_call(d, "GET", "/auth/me", cold.access, NULL, &r); /* needs the database */
+        expect_503_with_retry_after(&r);
+        itest_resp_free(&r);
+    }
+    itest_callf(d, "POST", "/auth/login", NULL, &r, "{s:s,s:s}", "identifier", u.username,
+                "password", u.password);
+    expect_503_with_retry_after(&r);
+    itest_resp_free(&r);
+    itest_callf(d, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", cold.refresh);
+    expect_503_with_retry_after(&r);
+    itest_resp_free(&r);
+    struct itest_user fresh;
+    itest_user_new(&fresh);
+    itest_callf(d, "POST", "/auth/register", NULL, &r, "{s:s,s:s,s:s}", "email", fresh.email,
+                "username", fresh.username, "password", fresh.password);
+    expect_503_with_retry_after(&r);
+    itest_resp_free(&r);
+
+    itest_get(d, "/health", &r);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    /* readiness may be cached for up to a second */
+    int64_t deadline = itest_now_ms() + itest_scaled(5000);
+    long ready = 0;
+    do {
+        itest_get(d, "/health/ready", &r);
+        ready = r.status;
+        if (ready == 503) {
+            itest_expect_retry_after(&r);
+            json_t *checks = json_object_get(r.json, "checks");
+            assert_string_not_equal(itest_str(checks, "database"), "ok");
+        } else {
+            itest_expect_status(&r, 200);
+            itest_sleep_ms(100);
+        }
+        itest_resp_free(&r);
+    } while (ready != 503 && itest_now_ms() < deadline);
+    assert_int_equal(ready, 503);
+
+    assert_int_equal(itest_sh(itest.pg_start, 120000), 0);
+
+    /* recovery without a restart: poll, every answer being 200 or 503 */
+    deadline = itest_now_ms() + itest_scaled(15000);
+    long me = 0;
+    int64_t t0 = itest_now_ms();
+    do {
+        itest_call(d, "GET", "/auth/me", u.s.access, NULL, &r);
+        me = r.status;
+        if (me != 200) {
+            expect_503_with_retry_after(&r);
+            itest_sleep_ms(100);
+        }
+        itest_resp_free(&r);
+    } while (me != 200 && itest_now_ms() < deadline);
+    assert_int_equal(me, 200);
+    fprintf(stderr, "  /auth/me recovered %lld ms after PostgreSQL was back\n",
+            (long long)(itest_now_ms() - t0));
+    deadline = itest_now_ms() + itest_scaled(15000);
+    do {
+        itest_get(d, "/health/ready", &r);
+        ready = r.status;
+        itest_resp_free(&r);
+        if (ready != 200)
+            itest_sleep_ms(100);
+    } while (ready != 200 && itest_now_ms() < deadline);
+    assert_int_equal(ready, 200);
+    assert_int_equal(itest_me_status(d, cold.access), 200);
+    struct itest_session again;
+    itest_login(d, &u, &again);
+
+    assert_true(itest_daemon_alive(d));
+    assert_int_equal(d->pid, pid);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+#define T(f) cmocka_unit_test_teardown(f, itest_teardown)
+
+int itest_group_ops(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_concurrent_migrations_on_fresh_db_both_exit_0),
+        T(test_check_config_redacts_secrets),
+        T(test_invalid_config_exits_with_one_line_naming_the_key),
+        T(test_bad_or_missing_secrets_are_named_never_printed),
+        T(test_version_exits_0),
+        T(test_health_is_ok),
+        T(test_ready_reports_database_ok),
+        T(test_sigterm_completes_in_flight_request_then_exits_0),
+        T(test_sigterm_idle_daemon_exits_0_quickly),
+    };
+    return cmocka_run_group_tests_name("ops", tests, itest_group_setup, itest_group_teardown);
+}
+
+int itest_group_outage(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_database_outage_is_503_then_recovers_without_restart,
+                                  restart_pg_then_teardown),
+    };
+    return cmocka_run_group_tests_name("outage", tests, NULL, NULL);
+}

@@ -1,0 +1,635 @@
+/* Contract §2: refresh rotation and reuse detection, logout, session management, and access
+ * token verification on every Bearer route. */
+#include "harness.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define D itest_shared
+#define RACERS 16
+
+static const char *const SESSION_KEYS[] = {"id",           "userAgent", "ip",      "createdAt",
+                                           "lastActiveAt", "expiresAt", "current", NULL};
+
+/* A syntactically valid UUID v7 that names nothing. */
+static const char *const NO_SUCH_ID = "01900000-0000-7000-8000-000000000000";
+
+static void refresh_expect(const char *refresh, long status, const char *code,
+                           struct itest_session *out)
+{
+    struct itest_resp r;
+    itest_callf(D, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", refresh);
+    if (code)
+        itest_expect_error(&r, status, code);
+    else
+        itest_expect_status(&r, status);
+    if (out) {
+        itest_expect_keys(r.json, (const char *const[]){"accessToken", "refreshToken", NULL});
+        itest_session_from(r.json, out);
+    }
+    itest_resp_free(&r);
+}
+
+/* ---- refresh ------------------------------------------------------------------------------ */
+
+static void test_refresh_returns_new_pair_in_same_session(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session next;
+    refresh_expect(u.s.refresh, 200, NULL, &next);
+    assert_string_not_equal(next.refresh, u.s.refresh);
+    assert_string_equal(next.sid, u.s.sid); /* same session */
+    assert_int_equal(itest_me_status(D, next.access), 200);
+    /* and the new refresh token rotates again */
+    struct itest_session third;
+    refresh_expect(next.refresh, 200, NULL, &third);
+    assert_string_equal(third.sid, u.s.sid);
+    assert_int_equal(itest_me_status(D, third.access), 200);
+}
+
+static void test_refresh_reuse_revokes_every_session(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session other, rotated;
+    itest_login(D, &u, &other);
+    refresh_expect(u.s.refresh, 200, NULL, &rotated);
+    assert_int_equal(itest_me_status(D, rotated.access), 200);
+    assert_int_equal(itest_me_status(D, other.access), 200);
+
+    refresh_expect(u.s.refresh, 401, "refresh_token_reused", NULL);
+    int64_t t0 = itest_now_ms();
+    itest_expect_token_dies(D, rotated.access, t0, 5000);
+    itest_expect_token_dies(D, other.access, t0, 5000);
+    itest_expect_token_dies(D, u.s.access, t0, 5000);
+    /* the refresh tokens of every session are dead too */
+    refresh_expect(rotated.refresh, 401, NULL, NULL);
+    refresh_expect(other.refresh, 401, NULL, NULL);
+    /* the account itself still works */
+    struct itest_session again;
+    itest_login(D, &u, &again);
+    assert_int_equal(itest_me_status(D, again.access), 200);
+}
+
+static void test_refresh_unknown_token_is_401_invalid_refresh_token(void **state)
+{
+    (void)state;
+    /* well-formed (43 base64url chars) but never issued */
+    refresh_expect("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 401, "invalid_refresh_token",
+                   NULL);
+    refresh_expect("not-a-refresh-token", 401, "invalid_refresh_token", NULL);
+    refresh_expect("", 401, "invalid_refresh_token", NULL);
+    struct itest_resp r;
+    itest_call(D, "POST", "/auth/refresh", NULL, "{}", &r);
+    itest_expect_error(&r, 400, "invalid_request");
+    itest_resp_free(&r);
+    itest_call(D, "POST", "/auth/refresh", NULL, "{\"refreshToken\":7}", &r);
+    itest_expect_error(&r, 400, "invalid_request");
+    itest_resp_free(&r);
+}
+
+struct racer {
+    const char *url;
+    const char *body;
+    pthread_barrier_t *barrier;
+    long status;
+    char code[64];
+};
+
+/* No cmocka assertions here: a thread records, the main thread checks. */
+static void *race_refresh(void *arg)
+{
+    struct racer *r = arg;
+    CURL *h = curl_easy_init();
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    pthread_barrier_wait(r->barrier);
+    struct itest_resp resp;
+    itest_request(h, "POST", r->url, headers, r->body, strlen(r->body), &resp);
+    r->status = resp.status;
+    const char *code = json_string_value(json_object_get(resp.json, "code"));
+    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
+    itest_resp_free(&resp);
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+/* Fires RACERS refreshes of one token, alternating between the given daemons, released together
+ * by a barrier; asserts exactly one 200. */
+static void race_one_token(struct itest_daemon *const *daemons, size_t ndaemons)
+{
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    char body[256], urls[2][96];
+    snprintf(body, sizeof body, "{\"refreshToken\":\"%s\"}", u.s.refresh);
+    for (size_t i = 0; i < ndaemons; i++)
+        snprintf(urls[i], sizeof urls[i], "%s/auth/refresh", daemons[i]->url);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, RACERS);
+    struct racer racers[RACERS];
+    pthread_t threads[RACERS];
+    for (size_t i = 0; i < RACERS; i++) {
+        racers[i] = (struct racer){urls[i % ndaemons], body, &barrier, 0, ""};
+        assert_int_equal(pthread_create(&threads[i], NULL, race_refresh, &racers[i]), 0);
+    }
+    for (size_t i = 0; i < RACERS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&barrier);
+    int ok = 0, unauthorized = 0;
+    for (size_t i = 0; i < RACERS; i++) {
+        if (racers[i].status == 200)
+            ok++;
+        else if (racers[i].status == 401)
+            unauthorized++;
+        else
+            fprintf(stderr, "  racer %zu got %ld (%s)\n", i, racers[i].status, racers[i].code);
+    }
+    if (ok != 1)
+        fprintf(stderr, "  %d of %d concurrent refreshes succeeded\n", ok, RACERS);
+    assert_int_equal(ok, 1);
+    assert_int_equal(unauthorized, RACERS - 1);
+}
+
+static void test_concurrent_refresh_exactly_one_wins(void **state)
+{
+    (void)state;
+    struct itest_daemon *list[] = {D};
+    race_one_token(list, 1);
+}
+
+static void test_concurrent_refresh_across_instances_exactly_one_wins(void **state)
+{
+    (void)state;
+    struct itest_daemon *b = itest_daemon_start(NULL);
+    assert_non_null(b);
+    struct itest_daemon *list[] = {D, b};
+    race_one_token(list, 2);
+    assert_int_equal(itest_daemon_stop(b), 0);
+}
+
+/* ---- logout ------------------------------------------------------------------------------- */
+
+static void test_logout_without_refresh_token_revokes_current_session(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session other;
+    itest_login(D, &u, &other);
+    struct itest_resp r;
+    itest_call(D, "POST", "/auth/logout", u.s.access, NULL, &r); /* no body at all */
+    int64_t t0 = itest_now_ms();
+    itest_expect_status(&r, 200);
+    itest_expect_keys(r.json, (const char *const[]){"message", NULL});
+    assert_string_equal(itest_str(r.json, "message"), "logged out");
+    itest_resp_free(&r);
+    itest_expect_token_dies(D, u.s.access, t0, 5000);
+    refresh_expect(u.s.refresh, 401, NULL, NULL);
+    assert_int_equal(itest_me_status(D, other.access), 200);
+
+    /* an empty object body behaves the same */
+    itest_call(D, "POST", "/auth/logout", other.access, "{}", &r);
+    t0 = itest_now_ms();
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    itest_expect_token_dies(D, other.access, t0, 5000);
+}
+
+static void test_logout_with_refresh_token_revokes_that_session(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session second;
+    itest_login(D, &u, &second);
+    struct itest_resp r;
+    itest_callf(D, "POST", "/auth/logout", u.s.access, &r, "{s:s}", "refreshToken", second.refresh);
+    int64_t t0 = itest_now_ms();
+    itest_expect_status(&r, 200);
+    assert_string_equal(itest_str(r.json, "message"), "logged out");
+    itest_resp_free(&r);
+    itest_expect_token_dies(D, second.access, t0, 5000);
+    refresh_expect(second.refresh, 401, NULL, NULL);
+    assert_int_equal(itest_me_status(D, u.s.access), 200); /* the caller's own stays */
+}
+
+static void test_logout_with_foreign_refresh_token_only_ends_own_session(void **state)
+{
+    (void)state;
+    struct itest_user a = {0}, b = {0};
+    itest_register(D, &a);
+    itest_register(D, &b);
+    struct itest_resp r;
+    itest_callf(D, "POST", "/auth/logout", a.s.access, &r, "{s:s}", "refreshToken", b.s.refresh);
+    int64_t t0 = itest_now_ms();
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    itest_expect_token_dies(D, a.s.access, t0, 5000);
+    assert_int_equal(itest_me_status(D, b.s.access), 200);
+    struct itest_session next;
+    refresh_expect(b.s.refresh, 200, NULL, &next); /* b's refresh token was not touched */
+}
+
+/* ---- session management ------------------------------------------------------------------- */
+
+static json_t *list_sessions(const char *token)
+{
+    struct itest_resp r;
+    itest_call(D, "GET", "/auth/sessions", token, NULL, &r);
+    itest_expect_status(&r, 200);
+    assert_true(json_is_array(r.json));
+    json_t *list = json_incref(r.json);
+    itest_resp_free(&r);
+    return list;
+}
+
+static void test_sessions_list_newest_first_with_current_flag(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session s2, s3;
+    itest_login(D, &u, &s2);
+    itest_login(D, &u, &s3);
+    json_t *list = list_sessions(s2.access);
+    assert_int_equal(json_array_size(list), 3);
+    const char *expected[] = {s3.sid, s2.sid, u.s.sid};
+    long long now = (long long)time(NULL), prev_created = 0;
+    for (size_t i = 0; i < 3; i++) {
+        json_t *s = json_array_get(list, i);
+        itest_expect_keys(s, SESSION_KEYS);
+        assert_string_equal(itest_uuid_v7(s, "id"), expected[i]);
+        assert_string_equal(itest_str(s, "userAgent"), ITEST_USER_AGENT);
+        assert_string_equal(itest_str(s, "ip"), "127.0.0.1");
+        long long created = itest_timestamp(s, "createdAt");
+        long long active = itest_timestamp(s, "lastActiveAt");
+        long long expires = itest_timestamp(s, "expiresAt");
+        assert_true(llabs(created - now) < 300);
+        assert_true(active >= created);
+        assert_true(expires > now + 86400); /* days of refresh lifetime left */
+        if (i)
+            assert_true(created <= prev_created);
+        prev_created = created;
+        json_t *current = json_object_get(s, "current");
+        assert_true(json_is_boolean(current));
+        assert_int_equal(json_is_true(current), strcmp(expected[i], s2.sid) == 0);
+    }
+    json_decref(list);
+}
+
+static void test_session_delete_revokes_it(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session second;
+    itest_login(D, &u, &second);
+    char path[96];
+    snprintf(path, sizeof path, "/auth/sessions/%s", second.sid);
+    struct itest_resp r;
+    itest_call(D, "DELETE", path, u.s.access, NULL, &r);
+    int64_t t0 = itest_now_ms();
+    itest_expect_status(&r, 204);
+    assert_int_equal(r.body_len, 0);
+    itest_resp_free(&r);
+    itest_expect_token_dies(D, second.access, t0, 5000);
+    refresh_expect(second.refresh, 401, NULL, NULL);
+    json_t *list = list_sessions(u.s.access);
+    assert_int_equal(json_array_size(list), 1);
+    assert_string_equal(itest_str(json_array_get(list, 0), "id"), u.s.sid);
+    json_decref(list);
+    /* a second delete finds nothing */
+    itest_call(D, "DELETE", path, u.s.access, NULL, &r);
+    itest_expect_status(&r, 404);
+    itest_resp_free(&r);
+}
+
+static void test_session_delete_unknown_or_foreign_is_404(void **state)
+{
+    (void)state;
+    struct itest_user a = {0}, b = {0};
+    itest_register(D, &a);
+    itest_register(D, &b);
+    char path[96];
+    struct itest_resp r;
+    snprintf(path, sizeof path, "/auth/sessions/%s", NO_SUCH_ID);
+    itest_call(D, "DELETE", path, a.s.access, NULL, &r);
+    itest_expect_status(&r, 404);
+    assert_non_null(json_string_value(json_object_get(r.json, "code")));
+    itest_resp_free(&r);
+    snprintf(path, sizeof path, "/auth/sessions/%s", b.s.sid);
+    itest_call(D, "DELETE", path, a.s.access, NULL, &r);
+    itest_expect_status(&r, 404);
+    itest_resp_free(&r);
+    assert_int_equal(itest_me_status(D, b.s.access), 200); /* untouched */
+}
+
+static void test_session_delete_non_uuid_is_400_invalid_id(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    static const char *const bad[] = {
+        "/auth/sessions/not-a-uuid", "/auth/sessions/01900000-0000-7000-8000-00000000000",
+        "/auth/sessions/01900000-0000-7000-8000-0000000000000",
+        "/auth/sessions/0190000000007000-8000-000000000000x", "/auth/sessions/%27%20OR%201=1--"};
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(bad); i++) {
+        struct itest_resp r;
+        itest_call(D, "DELETE", bad[i], u.s.access, NULL, &r);
+        itest_expect_error(&r, 400, "invalid_id");
+        itest_resp_free(&r);
+    }
+    assert_int_equal(itest_me_status(D, u.s.access), 200);
+}
+
+static void test_sessions_delete_all_keeps_only_current(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session s2, s3;
+    itest_login(D, &u, &s2);
+    itest_login(D, &u, &s3);
+    struct itest_resp r;
+    itest_call(D, "DELETE", "/auth/sessions", s2.access, NULL, &r);
+    int64_t t0 = itest_now_ms();
+    itest_expect_status(&r, 200);
+    itest_expect_keys(r.json, (const char *const[]){"revoked", NULL});
+    json_t *n = json_object_get(r.json, "revoked");
+    assert_true(json_is_integer(n));
+    assert_int_equal(json_integer_value(n), 2);
+    itest_resp_free(&r);
+    itest_expect_token_dies(D, u.s.access, t0, 5000);
+    itest_expect_token_dies(D, s3.access, t0, 5000);
+    assert_int_equal(itest_me_status(D, s2.access), 200);
+    json_t *list = list_sessions(s2.access);
+    assert_int_equal(json_array_size(list), 1);
+    json_t *only = json_array_get(list, 0);
+    assert_string_equal(itest_str(only, "id"), s2.sid);
+    assert_true(json_is_true(json_object_get(only, "current")));
+    json_decref(list);
+    /* nothing left to revoke */
+    itest_call(D, "DELETE", "/auth/sessions", s2.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "revoked")), 0);
+    itest_resp_free(&r);
+}
+
+static void test_revocation_through_other_instance_applies_within_5s(void **state)
+{
+    (void)state;
+    struct itest_daemon *b = itest_daemon_start(NULL);
+    assert_non_null(b);
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session victim, victim2;
+    itest_login(D, &u, &victim);
+    itest_login(D, &u, &victim2);
+    /* instance A has just seen both sessions alive (and may cache that) */
+    assert_int_equal(itest_me_status(D, victim.access), 200);
+    assert_int_equal(itest_me_status(D, victim2.access), 200);
+
+    char path[96];
+    snprintf(path, sizeof path, "/auth/sessions/%s", victim.sid);
+    struct itest_resp r;
+    itest_call(b, "DELETE", path, u.s.access, NULL, &r);
+    int64_t t0 = itest_now_ms();
+    itest_expect_status(&r, 204);
+    itest_resp_free(&r);
+    int64_t ms = itest_expect_token_dies(D, victim.access, t0, 5000);
+    fprintf(stderr, "  revoked session rejected by the other instance after %lld ms\n",
+            (long long)ms);
+
+    /* logout through B, checked on A */
+    assert_int_equal(itest_me_status(D, victim2.access), 200);
+    itest_call(b, "POST", "/auth/logout", victim2.access, NULL, &r);
+    t0 = itest_now_ms();
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    itest_expect_token_dies(D, victim2.access, t0, 5000);
+    assert_int_equal(itest_me_status(D, u.s.access), 200);
+    assert_int_equal(itest_daemon_stop(b), 0);
+}
+
+/* ---- Bearer verification ------------------------------------------------------------------ */
+
+struct bearer_route {
+    const char *method;
+    const char *path;
+    const char *body;
+};
+
+static const struct bearer_route BEARER_ROUTES[] = {
+    {"POST", "/auth/logout", "{}"},
+    {"GET", "/auth/me", NULL},
+    {"PATCH", "/auth/me", "{\"username\":\"never_applied\"}"},
+    {"DELETE", "/auth/me", "{\"password\":\"Wrong-password-1\"}"},
+    {"POST", "/auth/password",
+     "{\"currentPassword\":\"Wrong-password-1\",\"newPassword\":\"Whatever-password-2\"}"},
+    {"GET", "/auth/sessions", NULL},
+    {"DELETE", "/auth/sessions", NULL},
+    {"DELETE", "/auth/sessions/01900000-0000-7000-8000-000000000000", NULL},
+};
+
+/* Every Bearer route answers 401 invalid_token to `authorization` (a full header value, or NULL
+ * for no header at all). */
+static void expect_all_bearer_routes_401(const char *authorization)
+{
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(BEARER_ROUTES); i++) {
+        const struct bearer_route *br = &BEARER_ROUTES[i];
+        char url[256], auth[1400];
+        snprintf(url, sizeof url, "%s%s", D->url, br->path);
+        const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
+        if (authorization) {
+            snprintf(auth, sizeof auth, "Authorization: %s", authorization);
+            headers[1] = auth;
+        }
+        struct itest_resp r;
+        itest_request(NULL, br->method, url, headers, br->body, br->body ? strlen(br->body) : 0,
+                      &r);
+        if (r.status != 401)
+            fprintf(stderr, "  %s %s with \"%.60s\"\n", br->method, br->path,
+                    authorization ? authorization : "(no Authorization)");
+        itest_expect_error(&r, 401, "invalid_token");
+        itest_resp_free(&r);
+    }
+}
+
+static void test_bearer_routes_reject_missing_token(void **state)
+{
+    (void)state;
+    expect_all_bearer_routes_401(NULL);
+}
+
+static void test_bearer_routes_reject_garbage_tokens(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    char tampered[1100], wrong_scheme[1100];
+    snprintf(tampered, sizeof tampered, "Bearer %s", u.s.access);
+    size_t n = strlen(tampered);
+    /* not the last character: its low bits are padding a lax decoder may ignore */
+    tampered[n - 5] = tampered[n - 5] == 'A' ? 'Q' : 'A';
+    snprintf(wrong_scheme, sizeof wrong_scheme, "Basic %s", u.s.access);
+    /* empty segments made libjwt 1.10 write past a heap buffer (seen under valgrind) */
+    const char *const bad[] = {"Bearer garbage",
+                               "Bearer a.b.c",
+                               "Bearer ",
+                               "Bearer",
+                               tampered,
+                               wrong_scheme,
+                               "Bearer .....",
+                               "Bearer ..",
+                               "Bearer .e30.x",
+                               "Bearer eyJhbGciOiJIUzI1NiJ9..x",
+                               "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x.y",
+                               "Bearer eyJhbGciOiJIUzI1NiJ9.e30=.x"};
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(bad); i++)
+        expect_all_bearer_routes_401(bad[i]);
+    assert_int_equal(itest_me_status(D, u.s.access), 200);
+}
+
+/* A token for u's live session with the given algorithm and claim edits. */
+static char *forge(const struct itest_user *u, const char *alg, const char *key,
+                   json_t *edits /* stolen; may be NULL */)
+{
+    json_t *claims = itest_jwt_claims(u->s.access);
+    assert_non_null(claims);
+    if (edits) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(edits, k, v)
+        {
+            if (json_is_null(v))
+                json_object_del(claims, k);
+            else
+                json_object_set(claims, k, v);
+        }
+        json_decref(edits);
+    }
+    json_t *header = json_pack("{s:s,s:s}", "alg", alg, "typ", "JWT");
+    char *jwt = itest_jwt_make(header, claims, alg, key);
+    json_decref(header);
+    json_decref(claims);
+    return jwt;
+}
+
+static void expect_forged_rejected(char *jwt)
+{
+    char auth[1400];
+    snprintf(auth, sizeof auth, "Bearer %s", jwt);
+    expect_all_bearer_routes_401(auth);
+    free(jwt);
+}
+
+static void test_forged_hs256_control_token_is_accepted(void **state)
+{
+    (void)state;
+    /* proves the forging below is right, so the rejections are for the stated reason */
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    long long now = (long long)time(NULL);
+    char *jwt = forge(&u, "HS256", itest.jwt_secret,
+                      json_pack("{s:I,s:I}", "iat", (json_int_t)now, "exp", (json_int_t)now + 600));
+    assert_int_equal(itest_me_status(D, jwt), 200);
+    free(jwt);
+}
+
+static void test_bearer_routes_reject_hs512_token(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    expect_forged_rejected(forge(&u, "HS512", itest.jwt_secret, NULL));
+    expect_forged_rejected(forge(&u, "HS384", itest.jwt_secret, NULL));
+    assert_int_equal(itest_me_status(D, u.s.access), 200);
+}
+
+static void test_bearer_routes_reject_alg_none_token(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    expect_forged_rejected(forge(&u, "none", "", NULL));
+    /* "none" header with a real HS256 signature appended */
+    char *jwt = forge(&u, "none", "", NULL);
+    char *signed256 = forge(&u, "HS256", itest.jwt_secret, NULL);
+    char mixed[2048];
+    snprintf(mixed, sizeof mixed, "%s%s", jwt, strrchr(signed256, '.') + 1);
+    free(jwt);
+    free(signed256);
+    char auth[2100];
+    snprintf(auth, sizeof auth, "Bearer %s", mixed);
+    expect_all_bearer_routes_401(auth);
+}
+
+static void test_bearer_routes_reject_expired_token(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    long long now = (long long)time(NULL);
+    expect_forged_rejected(
+        forge(&u, "HS256", itest.jwt_secret,
+              json_pack("{s:I,s:I}", "iat", (json_int_t)now - 960, "exp", (json_int_t)now - 60)));
+    expect_forged_rejected(
+        forge(&u, "HS256", itest.jwt_secret,
+              json_pack("{s:I,s:I}", "iat", (json_int_t)now - 900, "exp", (json_int_t)now)));
+}
+
+static void test_bearer_routes_reject_forged_claims(void **state)
+{
+    (void)state;
+    struct itest_user u = {0}, other = {0};
+    itest_register(D, &u);
+    itest_register(D, &other);
+    const char *k = itest.jwt_secret;
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:s}", "typ", "refresh")));
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:s}", "aud", "someone-else")));
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:s}", "iss", "https://evil")));
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:n}", "exp")));
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:s}", "exp", "9999999999")));
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:f}", "exp", 9999999999.5)));
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:n}", "sid")));
+    /* another user's id with this session, and a session id that does not exist */
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:s}", "sub", other.id)));
+    expect_forged_rejected(forge(&u, "HS256", k, json_pack("{s:s}", "sid", NO_SUCH_ID)));
+    /* signed with another secret */
+    expect_forged_rejected(forge(&u, "HS256", "another-secret-another-secret-0123456789", NULL));
+}
+
+#define T(f) cmocka_unit_test_teardown(f, itest_teardown)
+
+int itest_group_sessions(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_refresh_returns_new_pair_in_same_session),
+        T(test_refresh_reuse_revokes_every_session),
+        T(test_refresh_unknown_token_is_401_invalid_refresh_token),
+        T(test_concurrent_refresh_exactly_one_wins),
+        T(test_concurrent_refresh_across_instances_exactly_one_wins),
+        T(test_logout_without_refresh_token_revokes_current_session),
+        T(test_logout_with_refresh_token_revokes_that_session),
+        T(test_logout_with_foreign_refresh_token_only_ends_own_session),
+        T(test_sessions_list_newest_first_with_current_flag),
+        T(test_session_delete_revokes_it),
+        T(test_session_delete_unknown_or_foreign_is_404),
+        T(test_session_delete_non_uuid_is_400_invalid_id),
+        T(test_sessions_delete_all_keeps_only_current),
+        T(test_revocation_through_other_instance_applies_within_5s),
+        T(test_bearer_routes_reject_missing_token),
+        T(test_bearer_routes_reject_garbage_tokens),
+        T(test_forged_hs256_control_token_is_accepted),
+        T(test_bearer_routes_reject_hs512_token),
+        T(test_bearer_routes_reject_alg_none_token),
+        T(test_bearer_routes_reject_expired_token),
+        T(test_bearer_routes_reject_forged_claims),
+    };
+    return cmocka_run_group_tests_name("sessions", tests, itest_group_setup, itest_group_teardown);
+}

@@ -1,0 +1,173 @@
+/* Contract §0/§2: per-IP token buckets, per-account back-off, and the trusted-proxy rule for
+ * X-Forwarded-For. Each test runs its own inkletd with tight limits. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* POST /auth/login on `d` with an optional X-Forwarded-For; returns the response in *r. */
+static void login_from(const struct itest_daemon *d, const char *xff, const char *identifier,
+                       const char *password, struct itest_resp *r)
+{
+    char url[128], xff_line[256];
+    snprintf(url, sizeof url, "%s/auth/login", d->url);
+    const char *headers[4] = {"Content-Type: application/json", "User-Agent: " ITEST_USER_AGENT,
+                              NULL, NULL};
+    if (xff) {
+        snprintf(xff_line, sizeof xff_line, "X-Forwarded-For: %s", xff);
+        headers[2] = xff_line;
+    }
+    json_t *body = json_pack("{s:s,s:s}", "identifier", identifier, "password", password);
+    char *text = json_dumps(body, JSON_COMPACT);
+    itest_request(NULL, "POST", url, headers, text, strlen(text), r);
+    free(text);
+    json_decref(body);
+}
+
+static void expect_login_status(const struct itest_daemon *d, const char *xff, long status)
+{
+    struct itest_resp r;
+    login_from(d, xff, "nobody-at-all", "Some-password-1", &r);
+    if (status == 429) {
+        itest_expect_error(&r, 429, "rate_limited");
+        unsigned ra = itest_expect_retry_after(&r);
+        assert_true(ra <= 60);
+    } else {
+        itest_expect_status(&r, status);
+    }
+    itest_resp_free(&r);
+}
+
+static void test_login_rate_limit_answers_429_with_retry_after(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"RATE_LIMIT_LOGIN=3/60", NULL});
+    assert_non_null(d);
+    for (int i = 0; i < 3; i++)
+        expect_login_status(d, NULL, 401);
+    expect_login_status(d, NULL, 429);
+    expect_login_status(d, NULL, 429);
+    /* a 429 for an allowed origin still exposes Retry-After to the browser */
+    char url[128];
+    snprintf(url, sizeof url, "%s/auth/login", d->url);
+    const char *headers[] = {"Content-Type: application/json", "Origin: " ITEST_ORIGIN, NULL};
+    const char *body = "{\"identifier\":\"nobody\",\"password\":\"Some-password-1\"}";
+    struct itest_resp r;
+    itest_request(NULL, "POST", url, headers, body, strlen(body), &r);
+    itest_expect_error(&r, 429, "rate_limited");
+    itest_expect_retry_after(&r);
+    assert_true(itest_header_has_token(&r, "Access-Control-Expose-Headers", "Retry-After"));
+    itest_resp_free(&r);
+    /* other classes have their own buckets */
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+static void test_login_backoff_after_failures_then_recovers(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"LOGIN_BACKOFF_AFTER=2", NULL});
+    assert_non_null(d);
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    struct itest_resp r;
+    for (int i = 0; i < 2; i++) {
+        login_from(d, NULL, u.username, "Wrong-password-1", &r);
+        itest_expect_error(&r, 401, "invalid_credentials");
+        itest_resp_free(&r);
+    }
+    /* even the right password waits now */
+    login_from(d, NULL, u.username, u.password, &r);
+    itest_expect_status(&r, 429);
+    unsigned wait = itest_expect_retry_after(&r);
+    assert_true(wait <= 900);
+    itest_resp_free(&r);
+    /* by email too: the back-off belongs to the account */
+    login_from(d, NULL, u.email, u.password, &r);
+    itest_expect_status(&r, 429);
+    itest_expect_retry_after(&r);
+    itest_resp_free(&r);
+
+    itest_sleep_ms(wait * 1000 + 100);
+    login_from(d, NULL, u.username, u.password, &r);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    /* success reset the counter: one wrong password is a plain 401 again */
+    login_from(d, NULL, u.username, "Wrong-password-1", &r);
+    itest_expect_error(&r, 401, "invalid_credentials");
+    itest_resp_free(&r);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+static void test_trusted_proxy_forwarded_clients_are_limited_separately(void **state)
+{
+    (void)state;
+    struct itest_daemon *d = itest_daemon_start(
+        (const char *const[]){"TRUSTED_PROXIES=127.0.0.1/32", "RATE_LIMIT_LOGIN=2/60", NULL});
+    assert_non_null(d);
+    expect_login_status(d, "203.0.113.1", 401);
+    expect_login_status(d, "203.0.113.1", 401);
+    expect_login_status(d, "203.0.113.1", 429);
+    /* the right-most untrusted hop is the client: a trusted hop after it changes nothing */
+    expect_login_status(d, "203.0.113.1, 127.0.0.1", 429);
+    /* a spoofed left-most entry does not buy a fresh bucket */
+    expect_login_status(d, "198.51.100.7, 203.0.113.1", 429);
+    expect_login_status(d, "203.0.113.2", 401);
+    expect_login_status(d, "203.0.113.2", 401);
+    expect_login_status(d, "203.0.113.2", 429);
+    /* the proxy's own address is one more client */
+    expect_login_status(d, NULL, 401);
+
+    /* sessions record the forwarded client address */
+    char url[128];
+    snprintf(url, sizeof url, "%s/auth/register", d->url);
+    struct itest_user u;
+    itest_user_new(&u);
+    json_t *body = json_pack("{s:s,s:s,s:s}", "email", u.email, "username", u.username, "password",
+                             u.password);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    const char *headers[] = {"Content-Type: application/json", "X-Forwarded-For: 192.0.2.44", NULL};
+    struct itest_resp r;
+    itest_request(NULL, "POST", url, headers, text, strlen(text), &r);
+    free(text);
+    itest_expect_status(&r, 201);
+    itest_session_from(r.json, &u.s);
+    itest_resp_free(&r);
+    itest_call(d, "GET", "/auth/sessions", u.s.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    assert_string_equal(itest_str(json_array_get(r.json, 0), "ip"), "192.0.2.44");
+    itest_resp_free(&r);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+static void test_untrusted_peer_forwarded_header_is_ignored(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"RATE_LIMIT_LOGIN=2/60", NULL});
+    assert_non_null(d);
+    expect_login_status(d, "203.0.113.1", 401);
+    expect_login_status(d, "203.0.113.2", 401);
+    expect_login_status(d, "203.0.113.3", 429); /* one shared bucket: the socket peer */
+    expect_login_status(d, NULL, 429);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+#define T(f) cmocka_unit_test_teardown(f, itest_teardown)
+
+int itest_group_throttle(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_login_rate_limit_answers_429_with_retry_after),
+        T(test_login_backoff_after_failures_then_recovers),
+        T(test_trusted_proxy_forwarded_clients_are_limited_separately),
+        T(test_untrusted_peer_forwarded_header_is_ignored),
+    };
+    /* every test starts its own daemon: no shared one */
+    return cmocka_run_group_tests_name("throttle", tests, NULL, NULL);
+}
