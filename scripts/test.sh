@@ -2,10 +2,11 @@
 # scripts/test.sh — build and run every Inklet test on a fresh Debian 12 machine.
 #
 #   ./scripts/test.sh              normal + sanitizer (ASan/UBSan) builds: unit tests and the
-#                                  integration suite against a throwaway PostgreSQL + Mosquitto
-#   ./scripts/test.sh --quick      normal build only
-#   ./scripts/test.sh --valgrind   also run the integration suite with inkletd under valgrind
-#                                  (same as INKLET_TEST_VALGRIND=1)
+#                                  integration suite against a throwaway PostgreSQL + Mosquitto,
+#                                  then the integration suite once more with inkletd under
+#                                  valgrind (fails on leaks and memory errors)
+#   ./scripts/test.sh --quick      normal build only, no valgrind
+#   ./scripts/test.sh --no-valgrind   skip the valgrind run (INKLET_TEST_VALGRIND=0)
 #
 # Services and logs live in .test-run/ (git-ignored, wiped at every start). The last line is
 # "N passed, N failed" counting the steps; the exit status is non-zero if any step failed.
@@ -20,15 +21,16 @@ cd "$ROOT"
 # shellcheck source=scripts/lib/services.sh
 . "$ROOT/scripts/lib/services.sh"
 
-usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
-VALGRIND=0
-[[ "${INKLET_TEST_VALGRIND:-0}" == 1 ]] && VALGRIND=1
+VALGRIND=1
+[[ "${INKLET_TEST_VALGRIND:-1}" == 0 ]] && VALGRIND=0
 for arg in "$@"; do
   case "$arg" in
-  --quick) QUICK=1 ;;
+  --quick) QUICK=1 VALGRIND=0 ;;
   --valgrind) VALGRIND=1 ;;
+  --no-valgrind) VALGRIND=0 ;;
   -h | --help) usage; exit 0 ;;
   *) echo "test.sh: unknown option $arg" >&2; usage; exit 2 ;;
   esac
