@@ -16,6 +16,7 @@
 
 #include <curl/curl.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 
 #define WORK_QUEUE_CAPACITY 256
 #define HASH_WAIT_MS 2000
+#define MAINTENANCE_INTERVAL_S 600
 #define INGEST_WORKERS 2
 #define INGEST_QUEUE 8192
 
@@ -109,8 +111,17 @@ static int serve(void)
              cfg->listen_addr, cfg->port, cfg->http_threads, cfg->db_pool_size);
     sd_notify_msg("READY=1");
 
-    int sig = 0;
-    sigwait(&set, &sig);
+    /* the main thread waits for a signal and does periodic housekeeping meanwhile */
+    int sig;
+    for (;;) {
+        struct timespec tick = {.tv_sec = MAINTENANCE_INTERVAL_S};
+        sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT)
+            break;
+        long long pruned = 0;
+        if (sig < 0 && ink_session_prune(&pruned) == INK_OK && pruned)
+            ink_info("pruned %lld expired session/token rows", pruned);
+    }
     ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace);
     sd_notify_msg("STOPPING=1");

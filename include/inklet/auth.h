@@ -46,6 +46,10 @@ enum ink_status ink_session_revoke_all(struct ink_db *db, const char *user_id, c
 /** Lists live sessions newest first as the contract's JSON array (new reference in *out). */
 enum ink_status ink_session_list(const char *user_id, const char *current_sid, json_t **out);
 
+/** Deletes sessions that ended more than a week ago and refresh tokens past their idle expiry
+ *  (both would be refused anyway). Safe to run from several instances; *count gets the rows. */
+enum ink_status ink_session_prune(long long *count);
+
 /** Drops cached liveness so revocations take effect at once on this instance. */
 void ink_session_cache_forget_user(const char *user_id);
 

@@ -300,3 +300,24 @@ enum ink_status ink_session_list(const char *user_id, const char *current_sid, j
     *out = arr;
     return INK_OK;
 }
+
+/* Revoked sessions are kept a week so a late refresh with their tokens is still recognised as
+ * belonging to a signed-out session rather than unknown. */
+static const struct ink_sql SQL_PRUNE = {
+    "session_prune",
+    "WITH s AS (DELETE FROM sessions WHERE expires_at < now() - interval '7 days'"
+    "  OR revoked_at < now() - interval '7 days' RETURNING 1),"
+    " t AS (DELETE FROM refresh_tokens WHERE idle_expires_at < now() - interval '1 day'"
+    "  RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t)"};
+
+enum ink_status ink_session_prune(long long *count)
+{
+    PGresult *r;
+    enum ink_status st = ink_db_query(&SQL_PRUNE, 0, NULL, &r);
+    if (st != INK_OK)
+        return st;
+    *count = ink_db_ll(r, 0, 0);
+    PQclear(r);
+    return INK_OK;
+}

@@ -14,8 +14,10 @@
 enum ink_status ink_h_health(struct ink_req *req)
 {
     /* no database work here: the load balancer calls this constantly */
-    if (atomic_load(&ink_app.draining))
+    if (atomic_load(&ink_app.draining)) {
+        req->retry_after = 5;
         return ink_reply(req, 503, json_pack("{s:s}", "status", "draining"));
+    }
     return ink_reply(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
