@@ -26,6 +26,8 @@
 
 #define WORK_QUEUE_CAPACITY 256
 #define HASH_WAIT_MS 2000
+/* request workers (password hashing) yield the CPU to HTTP threads under load */
+#define WORKER_NICE 10
 #define MAINTENANCE_INTERVAL_S 600
 #define INGEST_WORKERS 2
 #define INGEST_QUEUE 8192
@@ -98,7 +100,7 @@ static int serve(void)
     ink_password_init(&ap, cfg->hash_concurrency, HASH_WAIT_MS);
     ink_db_pool_init(cfg->database_url, cfg->db_pool_size);
     /* one more worker than hash slots, so upstream calls are not stuck behind hashes */
-    if (!ink_workq_start(cfg->hash_concurrency + 1, WORK_QUEUE_CAPACITY, 5)) {
+    if (!ink_workq_start(cfg->hash_concurrency + 1, WORK_QUEUE_CAPACITY, WORKER_NICE)) {
         ink_error("cannot start worker threads");
         return 1;
     }

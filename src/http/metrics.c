@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MAX_ROUTES 96
@@ -39,13 +40,24 @@ void ink_metrics_observe_request(const struct ink_route *route, unsigned status,
 static void appendf(struct ink_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void appendf(struct ink_buf *b, const char *fmt, ...)
 {
-    char line[512];
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        ink_buf_append(b, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    if (n < 0)
+        return;
+    if ((size_t)n < sizeof line) {
+        ink_buf_append(b, line, (size_t)n);
+        return;
+    }
+    /* longer than the stack buffer: format again into the heap, never truncate a value */
+    char *big = ink_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    ink_buf_append(b, big, (size_t)n);
+    free(big);
 }
 
 char *ink_metrics_render(void)
