@@ -127,10 +127,11 @@ static int serve(void)
     ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace);
     sd_notify_msg("STOPPING=1");
-    ink_server_drain_and_stop(cfg->shutdown_grace);
+    ink_server_drain(cfg->shutdown_grace);
+    ink_workq_stop(); /* finishes queued slow requests while the HTTP threads still run */
+    ink_server_stop();
     ink_broker_stop();
     ink_ingest_stop();
-    ink_workq_stop();
     ink_db_pool_close();
     ink_password_shutdown();
     curl_global_cleanup();

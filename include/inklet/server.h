@@ -6,8 +6,12 @@
 
 /** Starts listening per ink_app.cfg. */
 bool ink_server_start(void);
-/** Stops accepting, gives in-flight requests up to `grace_seconds`, then stops the daemon. */
-void ink_server_drain_and_stop(unsigned grace_seconds);
+/** Starts draining: /health turns 503, the listener closes, and in-flight requests get up to
+ *  `grace_seconds` to finish. The server keeps serving the connections it has. */
+void ink_server_drain(unsigned grace_seconds);
+/** Stops the HTTP threads. Call after the worker pool has stopped: a worker resumes its
+ *  suspended connection when it finishes, which needs a live daemon. */
+void ink_server_stop(void);
 /** Requests currently being processed. */
 unsigned ink_server_inflight(void);
 

@@ -489,13 +489,12 @@ bool ink_server_start(void)
     return true;
 }
 
-void ink_server_drain_and_stop(unsigned grace_seconds)
+void ink_server_drain(unsigned grace_seconds)
 {
     if (!daemon_handle)
         return;
     atomic_store(&ink_app.draining, true);
-    /* Give the load balancer a moment to see /health turn 503 is the operator's choice (the
-     * grace period); we stop accepting at once and let in-flight requests finish. */
+    /* stop accepting at once; requests already in flight get the grace period */
     MHD_socket s = MHD_quiesce_daemon(daemon_handle);
     if (s != MHD_INVALID_SOCKET)
         close(s);
@@ -504,6 +503,12 @@ void ink_server_drain_and_stop(unsigned grace_seconds)
         usleep(10000);
     if (atomic_load(&inflight) > 0)
         ink_warn("stopping with %u requests still in flight", atomic_load(&inflight));
+}
+
+void ink_server_stop(void)
+{
+    if (!daemon_handle)
+        return;
     MHD_stop_daemon(daemon_handle);
     daemon_handle = NULL;
 }
