@@ -158,6 +158,65 @@ static void test_untrusted_peer_forwarded_header_is_ignored(void **state)
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
+/* POST /api/devices/bind/code with a well-formed code no display shows; returns the status. */
+static long bind_unknown_code(const struct itest_daemon *d, const char *token, const char *xff)
+{
+    char url[128], auth[1100], xff_line[128];
+    snprintf(url, sizeof url, "%s/api/devices/bind/code", d->url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    snprintf(xff_line, sizeof xff_line, "X-Forwarded-For: %s", xff ? xff : "");
+    const char *headers[] = {"Content-Type: application/json", auth, xff ? xff_line : NULL, NULL};
+    const char *body = "{\"claimCode\":\"ABC234\"}";
+    struct itest_resp r;
+    itest_request(NULL, "POST", url, headers, body, strlen(body), &r);
+    long status = r.status;
+    if (status == 429) {
+        itest_expect_error(&r, 429, "rate_limited");
+        itest_expect_retry_after(&r);
+    } else {
+        itest_expect_error(&r, 404, "claim_code_not_found");
+    }
+    itest_resp_free(&r);
+    return status;
+}
+
+static void test_bind_attempts_are_limited_per_ip(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"RATE_LIMIT_BIND=3/60", NULL});
+    assert_non_null(d);
+    struct itest_user a = {0}, b = {0};
+    itest_register(d, &a);
+    itest_register(d, &b);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(bind_unknown_code(d, a.s.access, NULL), 404);
+    assert_int_equal(bind_unknown_code(d, a.s.access, NULL), 429);
+    /* another account from the same address shares the address's bucket */
+    assert_int_equal(bind_unknown_code(d, b.s.access, NULL), 429);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+static void test_bind_attempts_are_limited_per_user_across_addresses(void **state)
+{
+    (void)state;
+    struct itest_daemon *d = itest_daemon_start(
+        (const char *const[]){"RATE_LIMIT_BIND=3/60", "TRUSTED_PROXIES=127.0.0.1/32", NULL});
+    assert_non_null(d);
+    struct itest_user a = {0}, b = {0};
+    itest_register(d, &a);
+    itest_register(d, &b);
+    static const char *const addrs[] = {"198.51.100.1", "198.51.100.2", "198.51.100.3",
+                                        "198.51.100.4"};
+    /* a guesser rotating addresses still has one bucket per account */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(bind_unknown_code(d, a.s.access, addrs[i]), 404);
+    assert_int_equal(bind_unknown_code(d, a.s.access, addrs[3]), 429);
+    /* someone else is not affected */
+    assert_int_equal(bind_unknown_code(d, b.s.access, "198.51.100.9"), 404);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, itest_teardown)
 
 int itest_group_throttle(void)
@@ -167,6 +226,8 @@ int itest_group_throttle(void)
         T(test_login_backoff_after_failures_then_recovers),
         T(test_trusted_proxy_forwarded_clients_are_limited_separately),
         T(test_untrusted_peer_forwarded_header_is_ignored),
+        T(test_bind_attempts_are_limited_per_ip),
+        T(test_bind_attempts_are_limited_per_user_across_addresses),
     };
     /* every test starts its own daemon: no shared one */
     return cmocka_run_group_tests_name("throttle", tests, NULL, NULL);
