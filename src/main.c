@@ -163,8 +163,8 @@ int main(int argc, char **argv)
         }
     }
     bool migrate = strcmp(command, "migrate") == 0;
-    if (!ink_config_load(&ink_app.cfg, config_file,
-                         migrate ? INK_CONFIG_MIGRATE : INK_CONFIG_SERVE, stderr)) {
+    if (!ink_config_load(&ink_app.cfg, config_file, migrate ? INK_CONFIG_MIGRATE : INK_CONFIG_SERVE,
+                         stderr)) {
         ink_config_free(&ink_app.cfg);
         return 1;
     }

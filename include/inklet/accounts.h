@@ -23,12 +23,11 @@ enum ink_status ink_account_login(const char *identifier, const char *password,
 enum ink_status ink_account_me(const char *user_id, json_t **out);
 /** PATCH /auth/me. Any of username/email may be NULL. */
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email,
-                                   const char *current_password, json_t **out,
-                                   struct ink_err *err);
+                                   const char *current_password, json_t **out, struct ink_err *err);
 /** POST /auth/password: revokes every other session on success. */
 enum ink_status ink_account_change_password(const char *user_id, const char *session_id,
-                                            const char *current_password,
-                                            const char *new_password, struct ink_err *err);
+                                            const char *current_password, const char *new_password,
+                                            struct ink_err *err);
 /** DELETE /auth/me. */
 enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err);
 

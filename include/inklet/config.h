@@ -15,11 +15,11 @@ struct ink_config {
     unsigned port;
     char *listen_addr;
     unsigned http_threads;
-    unsigned http_conn_timeout;      /* idle seconds before a connection is closed */
-    unsigned http_max_conns;         /* total connections */
-    unsigned http_max_conns_per_ip;  /* connections from one peer address */
-    char *cors_origins;    /* comma-separated allowlist */
-    char *trusted_proxies; /* comma-separated CIDRs */
+    unsigned http_conn_timeout;     /* idle seconds before a connection is closed */
+    unsigned http_max_conns;        /* total connections */
+    unsigned http_max_conns_per_ip; /* connections from one peer address */
+    char *cors_origins;             /* comma-separated allowlist */
+    char *trusted_proxies;          /* comma-separated CIDRs */
     /* database */
     char *database_url;
     unsigned db_pool_size;

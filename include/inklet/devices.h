@@ -38,8 +38,8 @@ enum ink_status ink_device_heartbeat(struct ink_db *db, const char *thing, const
                                      size_t len);
 enum ink_status ink_device_report_state(struct ink_db *db, const char *thing, const char *payload,
                                         size_t len);
-enum ink_status ink_device_request_claim(struct ink_db *db, const char *thing,
-                                         const char *payload, size_t len);
+enum ink_status ink_device_request_claim(struct ink_db *db, const char *thing, const char *payload,
+                                         size_t len);
 enum ink_status ink_device_command_sent(struct ink_db *db, const char *command_id);
 
 /** Counts Unicode code points of valid UTF-8. */

@@ -17,15 +17,21 @@ struct ink_req;
 typedef enum ink_status (*ink_handler_fn)(struct ink_req *req);
 
 enum ink_route_flags {
-    INK_ROUTE_AUTH = 1 << 0,       /* Bearer access token required; req->auth is filled */
-    INK_ROUTE_JSON = 1 << 1,       /* body, when present, must be a JSON object (req->json) */
-    INK_ROUTE_JSON_REQ = 1 << 2,   /* a JSON object body is required */
-    INK_ROUTE_SLOW = 1 << 3,       /* runs on the worker pool (password hashing, upstream calls) */
-    INK_ROUTE_RAW_1MB = 1 << 4,    /* raw body up to 1 MiB, not parsed (Stripe webhook) */
+    INK_ROUTE_AUTH = 1 << 0,     /* Bearer access token required; req->auth is filled */
+    INK_ROUTE_JSON = 1 << 1,     /* body, when present, must be a JSON object (req->json) */
+    INK_ROUTE_JSON_REQ = 1 << 2, /* a JSON object body is required */
+    INK_ROUTE_SLOW = 1 << 3,     /* runs on the worker pool (password hashing, upstream calls) */
+    INK_ROUTE_RAW_1MB = 1 << 4,  /* raw body up to 1 MiB, not parsed (Stripe webhook) */
 };
 
-enum ink_rate_class { INK_RATE_NONE, INK_RATE_LOGIN, INK_RATE_REGISTER, INK_RATE_REFRESH,
-                      INK_RATE_BIND, INK_RATE_CLASS_COUNT };
+enum ink_rate_class {
+    INK_RATE_NONE,
+    INK_RATE_LOGIN,
+    INK_RATE_REGISTER,
+    INK_RATE_REFRESH,
+    INK_RATE_BIND,
+    INK_RATE_CLASS_COUNT
+};
 
 struct ink_route {
     const char *method;

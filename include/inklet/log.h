@@ -23,8 +23,7 @@ void ink_log_write(enum ink_log_level level, const char *fmt, ...)
 #define ink_error(...) ink_log(INK_LOG_ERROR, __VA_ARGS__)
 
 /** One access-log line per request. user_id may be NULL. */
-void ink_log_request(const char *request_id, const char *method, const char *route,
-                     unsigned status, double duration_ms, const char *user_id,
-                     const char *client_ip);
+void ink_log_request(const char *request_id, const char *method, const char *route, unsigned status,
+                     double duration_ms, const char *user_id, const char *client_ip);
 
 #endif

@@ -4,19 +4,19 @@
 
 enum ink_status {
     INK_OK = 0,
-    INK_INVALID,       /* 400: bad or missing input */
-    INK_UNAUTHORIZED,  /* 401 */
-    INK_FORBIDDEN,     /* 403 */
-    INK_NOT_FOUND,     /* 404 */
-    INK_METHOD,        /* 405 */
-    INK_CONFLICT,      /* 409 */
-    INK_GONE,          /* 410 */
-    INK_TOO_LARGE,     /* 413 */
-    INK_UNSUPPORTED,   /* 415 */
-    INK_RATE_LIMITED,  /* 429 */
-    INK_INTERNAL,      /* 500 */
-    INK_UPSTREAM,      /* 502 */
-    INK_UNAVAILABLE,   /* 503 */
+    INK_INVALID,      /* 400: bad or missing input */
+    INK_UNAUTHORIZED, /* 401 */
+    INK_FORBIDDEN,    /* 403 */
+    INK_NOT_FOUND,    /* 404 */
+    INK_METHOD,       /* 405 */
+    INK_CONFLICT,     /* 409 */
+    INK_GONE,         /* 410 */
+    INK_TOO_LARGE,    /* 413 */
+    INK_UNSUPPORTED,  /* 415 */
+    INK_RATE_LIMITED, /* 429 */
+    INK_INTERNAL,     /* 500 */
+    INK_UPSTREAM,     /* 502 */
+    INK_UNAVAILABLE,  /* 503 */
     INK_STATUS_COUNT
 };
 

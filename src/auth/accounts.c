@@ -47,18 +47,17 @@ static enum ink_status conflict_err(struct ink_db *db, struct ink_err *err)
 /* ---- register ----------------------------------------------------------------------------- */
 
 static const struct ink_sql SQL_TAKEN = {
-    "account_taken",
-    "SELECT (SELECT count(*) FROM users WHERE email = $1),"
-    " (SELECT count(*) FROM users WHERE lower(username) = lower($2))"};
+    "account_taken", "SELECT (SELECT count(*) FROM users WHERE email = $1),"
+                     " (SELECT count(*) FROM users WHERE lower(username) = lower($2))"};
 
 static const struct ink_sql SQL_INSERT_USER = {
     "account_insert",
     "INSERT INTO users (id, email, username, password_hash) VALUES ($1, $2, $3, $4)"
     " RETURNING " USER_COLUMNS};
 
-enum ink_status ink_account_register(const char *email_in, const char *username, const char *password,
-                                     const struct ink_client *client, struct ink_tokens *tokens,
-                                     json_t **user, struct ink_err *err)
+enum ink_status ink_account_register(const char *email_in, const char *username,
+                                     const char *password, const struct ink_client *client,
+                                     struct ink_tokens *tokens, json_t **user, struct ink_err *err)
 {
     char email[INK_EMAIL_MAX + 1];
     *user = NULL;
@@ -131,32 +130,28 @@ out:
 /* ---- login -------------------------------------------------------------------------------- */
 
 static const struct ink_sql SQL_LOGIN_BY_EMAIL = {
-    "login_by_email",
-    "SELECT " USER_COLUMNS ", password_hash,"
-    " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
-    " FROM users WHERE email = $1"};
+    "login_by_email", "SELECT " USER_COLUMNS ", password_hash,"
+                      " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
+                      " FROM users WHERE email = $1"};
 
 static const struct ink_sql SQL_LOGIN_BY_NAME = {
-    "login_by_name",
-    "SELECT " USER_COLUMNS ", password_hash,"
-    " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
-    " FROM users WHERE lower(username) = lower($1)"};
+    "login_by_name", "SELECT " USER_COLUMNS ", password_hash,"
+                     " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
+                     " FROM users WHERE lower(username) = lower($1)"};
 
 /* Doubling back-off from 1 s once `after` failures are reached, capped at `max`; never a
  * permanent lock-out. */
 static const struct ink_sql SQL_LOGIN_FAILED = {
-    "login_failed",
-    "UPDATE users SET failed_logins = failed_logins + 1,"
-    " login_blocked_until = CASE WHEN failed_logins + 1 >= $2::int"
-    "  THEN now() + make_interval(secs => LEAST($3::int,"
-    "   power(2, LEAST(failed_logins + 1 - $2::int, 30))::int))"
-    "  ELSE login_blocked_until END"
-    " WHERE id = $1"};
+    "login_failed", "UPDATE users SET failed_logins = failed_logins + 1,"
+                    " login_blocked_until = CASE WHEN failed_logins + 1 >= $2::int"
+                    "  THEN now() + make_interval(secs => LEAST($3::int,"
+                    "   power(2, LEAST(failed_logins + 1 - $2::int, 30))::int))"
+                    "  ELSE login_blocked_until END"
+                    " WHERE id = $1"};
 
 static const struct ink_sql SQL_LOGIN_OK = {
-    "login_ok",
-    "UPDATE users SET failed_logins = 0, login_blocked_until = NULL,"
-    " password_hash = COALESCE($2, password_hash) WHERE id = $1"};
+    "login_ok", "UPDATE users SET failed_logins = 0, login_blocked_until = NULL,"
+                " password_hash = COALESCE($2, password_hash) WHERE id = $1"};
 
 enum ink_status ink_account_login(const char *identifier, const char *password,
                                   const struct ink_client *client, struct ink_tokens *tokens,
@@ -186,8 +181,7 @@ enum ink_status ink_account_login(const char *identifier, const char *password,
     const char *phc = PQntuples(r) == 1 ? ink_db_str(r, 0, 5) : NULL;
     if (PQntuples(r) == 1 && ink_db_ll(r, 0, 6) > 0) {
         *retry_after = (unsigned)ink_db_ll(r, 0, 6);
-        *err = (struct ink_err){"login_backoff",
-                                "Too many failed sign-in attempts; retry later."};
+        *err = (struct ink_err){"login_backoff", "Too many failed sign-in attempts; retry later."};
         st = INK_RATE_LIMITED;
         goto out;
     }
@@ -237,11 +231,10 @@ out:
 /* ---- profile ------------------------------------------------------------------------------ */
 
 static const struct ink_sql SQL_ME = {
-    "account_me",
-    "SELECT " USER_COLUMNS ", password_hash IS NOT NULL,"
-    " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"
-    "  WHERE user_id = users.id)"
-    " FROM users WHERE id = $1"};
+    "account_me", "SELECT " USER_COLUMNS ", password_hash IS NOT NULL,"
+                  " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"
+                  "  WHERE user_id = users.id)"
+                  " FROM users WHERE id = $1"};
 
 enum ink_status ink_account_me(const char *user_id, json_t **out)
 {
@@ -274,7 +267,7 @@ static const struct ink_sql SQL_CREDENTIALS = {
     "account_credentials", "SELECT password_hash, email FROM users WHERE id = $1"};
 
 struct credentials {
-    char *phc;   /* NULL for an account without a password */
+    char *phc; /* NULL for an account without a password */
     char *email;
 };
 
@@ -310,8 +303,7 @@ static enum ink_status check_password(const struct credentials *c, const char *p
     if (!c->phc)
         return INK_OK;
     if (!password) {
-        *err = (struct ink_err){"current_password_required",
-                                "Your current password is required."};
+        *err = (struct ink_err){"current_password_required", "Your current password is required."};
         return INK_INVALID;
     }
     bool match = false, rehash = false;
@@ -341,8 +333,7 @@ static const struct ink_sql SQL_UPDATE_PROFILE = {
     " updated_at = now() WHERE id = $1"};
 
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email_in,
-                                   const char *current_password, json_t **out,
-                                   struct ink_err *err)
+                                   const char *current_password, json_t **out, struct ink_err *err)
 {
     char email[INK_EMAIL_MAX + 1];
     *out = NULL;
@@ -389,8 +380,8 @@ static const struct ink_sql SQL_SET_PASSWORD = {
     " login_blocked_until = NULL WHERE id = $1"};
 
 enum ink_status ink_account_change_password(const char *user_id, const char *session_id,
-                                            const char *current_password,
-                                            const char *new_password, struct ink_err *err)
+                                            const char *current_password, const char *new_password,
+                                            struct ink_err *err)
 {
     if (!new_password || !ink_password_policy_ok(new_password)) {
         *err = (struct ink_err){"invalid_password", "Password must be 8-1024 bytes long."};
@@ -415,8 +406,7 @@ enum ink_status ink_account_change_password(const char *user_id, const char *ses
     return st;
 }
 
-static const struct ink_sql SQL_DELETE_USER = {"account_delete",
-                                               "DELETE FROM users WHERE id = $1"};
+static const struct ink_sql SQL_DELETE_USER = {"account_delete", "DELETE FROM users WHERE id = $1"};
 
 enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err)
 {

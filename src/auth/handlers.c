@@ -25,8 +25,8 @@ static enum ink_status fail_err(struct ink_req *req, enum ink_status st, const s
 
 static json_t *auth_response(struct ink_tokens *t, json_t *user)
 {
-    json_t *body = json_pack("{s:s,s:s,s:o}", "accessToken", t->access, "refreshToken",
-                             t->refresh, "user", user);
+    json_t *body = json_pack("{s:s,s:s,s:o}", "accessToken", t->access, "refreshToken", t->refresh,
+                             "user", user);
     ink_tokens_free(t);
     return body;
 }
@@ -64,8 +64,8 @@ enum ink_status ink_h_login(struct ink_req *req)
     struct ink_tokens tokens;
     struct ink_err err = {0};
     json_t *user;
-    enum ink_status st = ink_account_login(identifier, password, &client, &tokens, &user,
-                                           &req->retry_after, &err);
+    enum ink_status st =
+        ink_account_login(identifier, password, &client, &tokens, &user, &req->retry_after, &err);
     if (st != INK_OK)
         return fail_err(req, st, &err);
     return ink_reply(req, 200, auth_response(&tokens, user));
@@ -119,8 +119,7 @@ enum ink_status ink_h_me_update(struct ink_req *req)
                         "username, email and currentPassword must be strings.");
     struct ink_err err = {0};
     json_t *me;
-    enum ink_status st =
-        ink_account_update(req->auth.user_id, username, email, current, &me, &err);
+    enum ink_status st = ink_account_update(req->auth.user_id, username, email, current, &me, &err);
     if (st != INK_OK)
         return fail_err(req, st, &err);
     return ink_reply(req, 200, me);
@@ -134,8 +133,8 @@ enum ink_status ink_h_password(struct ink_req *req)
     if (need_string(req, "newPassword", &next))
         return INK_INVALID;
     struct ink_err err = {0};
-    enum ink_status st = ink_account_change_password(req->auth.user_id, req->auth.session_id,
-                                                     current, next, &err);
+    enum ink_status st =
+        ink_account_change_password(req->auth.user_id, req->auth.session_id, current, next, &err);
     if (st != INK_OK)
         return fail_err(req, st, &err);
     return ink_reply_message(req, 200, "password updated");

@@ -88,8 +88,7 @@ bool ink_phc_parse(const char *phc, struct ink_phc *out)
     return out->params.m_kib >= 8 && out->params.m_kib <= INK_PHC_MAX_M_KIB &&
            out->params.m_kib >= 8 * out->params.p && out->params.t >= 1 &&
            out->params.t <= INK_PHC_MAX_T && out->params.p >= 1 && out->params.p <= INK_PHC_MAX_P &&
-           out->salt_len >= 8 && out->salt_len <= 64 && out->hash_len >= 16 &&
-           out->hash_len <= 64;
+           out->salt_len >= 8 && out->salt_len <= 64 && out->hash_len >= 16 && out->hash_len <= 64;
 }
 
 static enum ink_status take_slot(void)
@@ -128,8 +127,8 @@ static char *hash_with(const struct ink_argon2_params *p, const char *pw)
     ink_random_bytes(salt, sizeof salt);
     size_t enc_len = argon2_encodedlen(p->t, p->m_kib, p->p, SALT_LEN, HASH_LEN, Argon2_id);
     char *enc = ink_malloc(enc_len);
-    int rc = argon2id_hash_encoded(p->t, p->m_kib, p->p, pw, strlen(pw), salt, SALT_LEN,
-                                   HASH_LEN, enc, enc_len);
+    int rc = argon2id_hash_encoded(p->t, p->m_kib, p->p, pw, strlen(pw), salt, SALT_LEN, HASH_LEN,
+                                   enc, enc_len);
     if (rc != ARGON2_OK) {
         ink_error("argon2 hashing failed: %s", argon2_error_message(rc));
         free(enc);
@@ -138,8 +137,7 @@ static char *hash_with(const struct ink_argon2_params *p, const char *pw)
     return enc;
 }
 
-void ink_password_init(const struct ink_argon2_params *params, unsigned concurrency,
-                       unsigned wait)
+void ink_password_init(const struct ink_argon2_params *params, unsigned concurrency, unsigned wait)
 {
     cfg = *params;
     wait_ms = wait;
@@ -190,8 +188,8 @@ enum ink_status ink_password_verify(const char *phc, const char *pw, bool *match
         return st;
     *match = argon2id_verify(phc, pw, strlen(pw)) == ARGON2_OK;
     give_slot();
-    *needs_rehash = parsed.params.m_kib != cfg.m_kib || parsed.params.t != cfg.t ||
-                    parsed.params.p != cfg.p;
+    *needs_rehash =
+        parsed.params.m_kib != cfg.m_kib || parsed.params.t != cfg.t || parsed.params.p != cfg.p;
     return INK_OK;
 }
 

@@ -50,9 +50,8 @@ static enum ink_status issue_access(const char *uid, const char *sid, struct ink
 /* ---- authentication ----------------------------------------------------------------------- */
 
 static const struct ink_sql SQL_SESSION_LIVE = {
-    "session_live",
-    "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"
-    " AND expires_at > now()"};
+    "session_live", "SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"
+                    " AND expires_at > now()"};
 
 enum ink_status ink_auth_authenticate(const char *authorization, struct ink_auth *out)
 {
@@ -228,9 +227,8 @@ enum ink_status ink_session_revoke_all(struct ink_db *db, const char *user_id, c
 }
 
 static const struct ink_sql SQL_REVOKE_ONE = {
-    "session_revoke_one",
-    "UPDATE sessions SET revoked_at = now()"
-    " WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"};
+    "session_revoke_one", "UPDATE sessions SET revoked_at = now()"
+                          " WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL"};
 
 enum ink_status ink_session_revoke(const char *user_id, const char *session_id)
 {
@@ -287,14 +285,13 @@ enum ink_status ink_session_list(const char *user_id, const char *current_sid, j
     json_t *arr = json_array();
     for (int i = 0; i < PQntuples(r); i++) {
         const char *id = PQgetvalue(r, i, 0);
-        json_array_append_new(
-            arr, json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:b}", "id", id, "userAgent",
-                           ink_json_str_or_null(ink_db_str(r, i, 1)), "ip",
-                           ink_json_str_or_null(ink_db_str(r, i, 2)), "createdAt",
-                           ink_json_time(ink_db_ll(r, i, 3)), "lastActiveAt",
-                           ink_json_time(ink_db_ll(r, i, 4)), "expiresAt",
-                           ink_json_time(ink_db_ll(r, i, 5)), "current",
-                           strcmp(id, current_sid) == 0));
+        json_array_append_new(arr, json_pack("{s:s,s:o,s:o,s:o,s:o,s:o,s:b}", "id", id, "userAgent",
+                                             ink_json_str_or_null(ink_db_str(r, i, 1)), "ip",
+                                             ink_json_str_or_null(ink_db_str(r, i, 2)), "createdAt",
+                                             ink_json_time(ink_db_ll(r, i, 3)), "lastActiveAt",
+                                             ink_json_time(ink_db_ll(r, i, 4)), "expiresAt",
+                                             ink_json_time(ink_db_ll(r, i, 5)), "current",
+                                             strcmp(id, current_sid) == 0));
     }
     PQclear(r);
     *out = arr;

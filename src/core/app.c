@@ -10,7 +10,8 @@ struct ink_app ink_app;
 
 void ink_app_init_derived(void)
 {
-    ink_cidr_list_parse(&ink_app.trusted_proxies, ink_app.cfg.trusted_proxies ? ink_app.cfg.trusted_proxies : "");
+    ink_cidr_list_parse(&ink_app.trusted_proxies,
+                        ink_app.cfg.trusted_proxies ? ink_app.cfg.trusted_proxies : "");
     char *copy = ink_strdup(ink_app.cfg.cors_origins ? ink_app.cfg.cors_origins : ""), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (isspace((unsigned char)*tok))

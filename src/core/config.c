@@ -17,9 +17,9 @@
 enum key_type { T_STR, T_UINT, T_RATE };
 
 enum key_flags {
-    F_SECRET = 1,        /* redacted by check-config */
-    F_REQ_SERVE = 2,     /* required to serve */
-    F_REQ_MIGRATE = 4,   /* required to migrate */
+    F_SECRET = 1,      /* redacted by check-config */
+    F_REQ_SERVE = 2,   /* required to serve */
+    F_REQ_MIGRATE = 4, /* required to migrate */
 };
 
 struct config_key {
@@ -41,7 +41,8 @@ static const char *v_jwt_secret(const char *v)
 static const char *v_hex64(const char *v)
 {
     unsigned char tmp[32];
-    return ink_hex_decode(v, strlen(v), tmp, sizeof tmp) ? NULL : "must be exactly 64 hex characters";
+    return ink_hex_decode(v, strlen(v), tmp, sizeof tmp) ? NULL
+                                                         : "must be exactly 64 hex characters";
 }
 
 static const char *v_mqtt_url(const char *v)
@@ -117,9 +118,18 @@ static const char *v_cidrs(const char *v)
 }
 
 #define OFF(field) offsetof(struct ink_config, field)
-#define S(k, d, f, flags, val) {k, T_STR, d, OFF(f), flags, 0, 0, val}
-#define U(k, d, f, lo, hi) {k, T_UINT, d, OFF(f), 0, lo, hi, NULL}
-#define R(k, d, f) {k, T_RATE, d, OFF(f), 0, 0, 0, NULL}
+#define S(k, d, f, flags, val)                                                                     \
+    {                                                                                              \
+        k, T_STR, d, OFF(f), flags, 0, 0, val                                                      \
+    }
+#define U(k, d, f, lo, hi)                                                                         \
+    {                                                                                              \
+        k, T_UINT, d, OFF(f), 0, lo, hi, NULL                                                      \
+    }
+#define R(k, d, f)                                                                                 \
+    {                                                                                              \
+        k, T_RATE, d, OFF(f), 0, 0, 0, NULL                                                        \
+    }
 
 static const struct config_key CONFIG_KEYS[] = {
     U("PORT", "4000", port, 1, 65535),
@@ -264,8 +274,8 @@ static bool set_value(struct ink_config *cfg, const struct config_key *k, const 
     case T_UINT: {
         unsigned v;
         if (!parse_uint(value, &v) || v < k->min || v > k->max) {
-            fprintf(err, "config: %s must be an integer from %u to %u (from %s)\n", k->key,
-                    k->min, k->max, origin);
+            fprintf(err, "config: %s must be an integer from %u to %u (from %s)\n", k->key, k->min,
+                    k->max, origin);
             return false;
         }
         *(unsigned *)base = v;
@@ -347,8 +357,7 @@ static const char *env_lookup(const char *key, void *ctx)
     return getenv(key);
 }
 
-bool ink_config_load(struct ink_config *cfg, const char *file, enum ink_config_mode mode,
-                     FILE *err)
+bool ink_config_load(struct ink_config *cfg, const char *file, enum ink_config_mode mode, FILE *err)
 {
     return ink_config_load_from(cfg, file, mode, env_lookup, NULL, err);
 }

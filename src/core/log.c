@@ -82,9 +82,8 @@ void ink_log_write(enum ink_log_level level, const char *fmt, ...)
     emit(line, o, sizeof line);
 }
 
-void ink_log_request(const char *request_id, const char *method, const char *route,
-                     unsigned status, double duration_ms, const char *user_id,
-                     const char *client_ip)
+void ink_log_request(const char *request_id, const char *method, const char *route, unsigned status,
+                     double duration_ms, const char *user_id, const char *client_ip)
 {
     if (INK_LOG_INFO < ink_log_min_level)
         return;
@@ -92,10 +91,13 @@ void ink_log_request(const char *request_id, const char *method, const char *rou
     timestamp(ts, sizeof ts);
     size_t o;
     if (log_json) {
-        o = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\","
-                             "\"requestId\":\"", ts);
+        o = (size_t)snprintf(line, sizeof line,
+                             "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\","
+                             "\"requestId\":\"",
+                             ts);
         o = json_escape(line, sizeof line - 200, o, request_id);
-        o += (size_t)snprintf(line + o, sizeof line - o, "\",\"method\":\"%s\",\"route\":\"", method);
+        o += (size_t)snprintf(line + o, sizeof line - o, "\",\"method\":\"%s\",\"route\":\"",
+                              method);
         o = json_escape(line, sizeof line - 200, o, route);
         o += (size_t)snprintf(line + o, sizeof line - o,
                               "\",\"status\":%u,\"durationMs\":%.3f,\"ip\":\"%s\"", status,
@@ -105,8 +107,8 @@ void ink_log_request(const char *request_id, const char *method, const char *rou
         if (o < sizeof line - 1)
             line[o++] = '}';
     } else {
-        o = (size_t)snprintf(line, sizeof line, "%s info  %s %s %u %.3fms ip=%s user=%s req=%s",
-                             ts, method, route, status, duration_ms, client_ip,
+        o = (size_t)snprintf(line, sizeof line, "%s info  %s %s %u %.3fms ip=%s user=%s req=%s", ts,
+                             method, route, status, duration_ms, client_ip,
                              user_id && *user_id ? user_id : "-", request_id);
         if (o >= sizeof line)
             o = sizeof line - 1;

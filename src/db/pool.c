@@ -17,8 +17,8 @@
 struct ink_db {
     PGconn *conn;
     bool in_use;
-    bool broken;        /* close and reconnect on next acquire */
-    bool check_first;   /* a sibling failed: verify before use */
+    bool broken;      /* close and reconnect on next acquire */
+    bool check_first; /* a sibling failed: verify before use */
     const struct ink_sql *prepared[MAX_PREPARED];
     unsigned nprepared;
     char conflict[64];

@@ -23,8 +23,21 @@
     " extract(epoch FROM d.state_updated_at)::bigint, d.nickname,"                                 \
     " COALESCE(d.last_seen_at > now() - interval '90 seconds', false)"
 
-enum { C_ID, C_HW, C_THING, C_FW, C_BATT, C_SEEN, C_OWNER, C_BOUND, C_CODE, C_STATE, C_STATE_AT,
-       C_NICK, C_ONLINE };
+enum {
+    C_ID,
+    C_HW,
+    C_THING,
+    C_FW,
+    C_BATT,
+    C_SEEN,
+    C_OWNER,
+    C_BOUND,
+    C_CODE,
+    C_STATE,
+    C_STATE_AT,
+    C_NICK,
+    C_ONLINE
+};
 
 size_t ink_utf8_chars(const char *s)
 {
@@ -37,13 +50,13 @@ size_t ink_utf8_chars(const char *s)
 
 static json_t *device_json(const PGresult *r, int row)
 {
-    json_t *battery = PQgetisnull(r, row, C_BATT) ? json_null()
-                                                   : json_integer(ink_db_ll(r, row, C_BATT));
+    json_t *battery =
+        PQgetisnull(r, row, C_BATT) ? json_null() : json_integer(ink_db_ll(r, row, C_BATT));
     return json_pack("{s:s,s:s,s:s,s:o,s:o,s:b,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id",
                      PQgetvalue(r, row, C_ID), "hwId", PQgetvalue(r, row, C_HW), "thingName",
                      PQgetvalue(r, row, C_THING), "firmware",
-                     ink_json_str_or_null(ink_db_str(r, row, C_FW)), "battery", battery,
-                     "online", PQgetvalue(r, row, C_ONLINE)[0] == 't', "lastSeenAt",
+                     ink_json_str_or_null(ink_db_str(r, row, C_FW)), "battery", battery, "online",
+                     PQgetvalue(r, row, C_ONLINE)[0] == 't', "lastSeenAt",
                      ink_json_time(ink_db_ll(r, row, C_SEEN)), "ownerId",
                      ink_json_str_or_null(ink_db_str(r, row, C_OWNER)), "boundAt",
                      ink_json_time(ink_db_ll(r, row, C_BOUND)), "claimCode",
@@ -56,9 +69,8 @@ static json_t *device_json(const PGresult *r, int row)
 /* ---- commands ----------------------------------------------------------------------------- */
 
 static const struct ink_sql SQL_CMD_INSERT = {
-    "cmd_insert",
-    "INSERT INTO device_commands (id, device_id, kind, payload, status)"
-    " VALUES ($1, $2, $3, $4, $5) RETURNING extract(epoch FROM created_at)::bigint"};
+    "cmd_insert", "INSERT INTO device_commands (id, device_id, kind, payload, status)"
+                  " VALUES ($1, $2, $3, $4, $5) RETURNING extract(epoch FROM created_at)::bigint"};
 
 static const struct ink_sql SQL_CMD_FAILED = {
     "cmd_failed", "UPDATE device_commands SET status = 'failed' WHERE id = $1"};
@@ -79,10 +91,9 @@ static enum ink_status send_command(struct ink_db *db, const char *device_id, co
 
     bool up = ink_broker_connected();
     PGresult *r = NULL;
-    enum ink_status st = ink_db_exec(db, &SQL_CMD_INSERT, 5,
-                                     (const char *[]){id, device_id, kind, payload,
-                                                      up ? "queued" : "failed"},
-                                     &r);
+    enum ink_status st =
+        ink_db_exec(db, &SQL_CMD_INSERT, 5,
+                    (const char *[]){id, device_id, kind, payload, up ? "queued" : "failed"}, &r);
     if (st != INK_OK)
         goto out;
     long long created = ink_db_ll(r, 0, 0);
@@ -106,9 +117,8 @@ out:
 }
 
 static const struct ink_sql SQL_CMD_SENT = {
-    "cmd_sent",
-    "UPDATE device_commands SET status = 'sent', sent_at = now()"
-    " WHERE id = $1 AND status = 'queued'"};
+    "cmd_sent", "UPDATE device_commands SET status = 'sent', sent_at = now()"
+                " WHERE id = $1 AND status = 'queued'"};
 
 enum ink_status ink_device_command_sent(struct ink_db *db, const char *command_id)
 {
@@ -117,8 +127,8 @@ enum ink_status ink_device_command_sent(struct ink_db *db, const char *command_i
 
 /* ---- ownership ---------------------------------------------------------------------------- */
 
-static const struct ink_sql SQL_DEVICE_BY_ID = {
-    "device_by_id", "SELECT " DEVICE_COLUMNS " FROM devices d WHERE d.id = $1"};
+static const struct ink_sql SQL_DEVICE_BY_ID = {"device_by_id", "SELECT " DEVICE_COLUMNS
+                                                                " FROM devices d WHERE d.id = $1"};
 
 /* Loads a device the caller owns. INK_NOT_FOUND / INK_FORBIDDEN otherwise. *res stays owned by
  * the caller on INK_OK. */
@@ -158,9 +168,9 @@ enum ink_status ink_device_get(const char *user_id, const char *device_id, json_
     return st;
 }
 
-static const struct ink_sql SQL_DEVICES_OF = {
-    "devices_of", "SELECT " DEVICE_COLUMNS " FROM devices d WHERE d.owner_id = $1"
-                  " ORDER BY d.bound_at DESC, d.id DESC"};
+static const struct ink_sql SQL_DEVICES_OF = {"devices_of", "SELECT " DEVICE_COLUMNS
+                                                            " FROM devices d WHERE d.owner_id = $1"
+                                                            " ORDER BY d.bound_at DESC, d.id DESC"};
 
 enum ink_status ink_devices_list(const char *user_id, json_t **out)
 {
@@ -179,15 +189,13 @@ enum ink_status ink_devices_list(const char *user_id, json_t **out)
 /* ---- binding ------------------------------------------------------------------------------ */
 
 static const struct ink_sql SQL_BIND_CODE = {
-    "device_bind_code",
-    "UPDATE devices d SET owner_id = $1, bound_at = now(), claim_code = NULL,"
-    " claim_expires_at = NULL"
-    " WHERE claim_code = $2 AND claim_expires_at > now() AND owner_id IS NULL"
-    " RETURNING " DEVICE_COLUMNS};
+    "device_bind_code", "UPDATE devices d SET owner_id = $1, bound_at = now(), claim_code = NULL,"
+                        " claim_expires_at = NULL"
+                        " WHERE claim_code = $2 AND claim_expires_at > now() AND owner_id IS NULL"
+                        " RETURNING " DEVICE_COLUMNS};
 
 static const struct ink_sql SQL_CODE_STATUS = {
-    "device_code_status",
-    "SELECT claim_expires_at <= now() FROM devices WHERE claim_code = $1"};
+    "device_code_status", "SELECT claim_expires_at <= now() FROM devices WHERE claim_code = $1"};
 
 static enum ink_status bound_reply(struct ink_db *db, PGresult *r, json_t **out)
 {
@@ -461,11 +469,10 @@ enum ink_status ink_device_state(const char *user_id, const char *device_id, jso
         return st;
     const char *text = ink_db_str(r, 0, C_STATE);
     json_t *state = text ? json_loads(text, 0, NULL) : NULL;
-    *out = json_pack("{s:s,s:o,s:o,s:b,s:o}", "deviceId", device_id, "state",
-                     state ? state : json_null(), "stateUpdatedAt",
-                     ink_json_time(ink_db_ll(r, 0, C_STATE_AT)), "online",
-                     PQgetvalue(r, 0, C_ONLINE)[0] == 't', "lastSeenAt",
-                     ink_json_time(ink_db_ll(r, 0, C_SEEN)));
+    *out = json_pack(
+        "{s:s,s:o,s:o,s:b,s:o}", "deviceId", device_id, "state", state ? state : json_null(),
+        "stateUpdatedAt", ink_json_time(ink_db_ll(r, 0, C_STATE_AT)), "online",
+        PQgetvalue(r, 0, C_ONLINE)[0] == 't', "lastSeenAt", ink_json_time(ink_db_ll(r, 0, C_SEEN)));
     PQclear(r);
     return INK_OK;
 }
@@ -493,7 +500,7 @@ static const struct ink_sql SQL_ISSUE_CODE = {
 
 /* The fields of a heartbeat or request_claim. Wrong types make the message malformed. */
 static enum ink_status parse_device_payload(const char *payload, size_t len, json_t **root,
-                                           const char **hw, const char **fw, const char **battery)
+                                            const char **hw, const char **fw, const char **battery)
 {
     const char *why;
     if (ink_json_parse_object(payload, len, root, &why) != INK_OK)
@@ -621,10 +628,9 @@ static const struct ink_sql SQL_STATE = {
     "UPDATE devices SET state = $2, state_updated_at = now() WHERE thing_name = $1 RETURNING id"};
 
 static const struct ink_sql SQL_DELIVERED = {
-    "cmd_delivered",
-    "UPDATE device_commands SET status = 'delivered', delivered_at = now(),"
-    " sent_at = COALESCE(sent_at, now())"
-    " WHERE id = $1 AND device_id = $2 AND status IN ('queued', 'sent')"};
+    "cmd_delivered", "UPDATE device_commands SET status = 'delivered', delivered_at = now(),"
+                     " sent_at = COALESCE(sent_at, now())"
+                     " WHERE id = $1 AND device_id = $2 AND status IN ('queued', 'sent')"};
 
 enum ink_status ink_device_report_state(struct ink_db *db, const char *thing, const char *payload,
                                         size_t len)

@@ -97,8 +97,7 @@ enum ink_status ink_h_bind(struct ink_req *req)
         (st = first_string(req, nfc_keys, 2, &nfc)) != INK_OK)
         return st;
     if (!code && !nfc)
-        return ink_fail(req, INK_INVALID, "invalid_request",
-                        "Send claimCode or nfcPayload.");
+        return ink_fail(req, INK_INVALID, "invalid_request", "Send claimCode or nfcPayload.");
     if ((st = bind_allowed(req)) != INK_OK)
         return st;
     return code ? bind_code(req, code) : bind_nfc(req, nfc);
@@ -160,8 +159,9 @@ enum ink_status ink_h_device_command(struct ink_req *req)
     if (ink_json_opt_string(req->json, "kind", &kind) != INK_OK ||
         ink_json_opt_string(req->json, "text", &text) != INK_OK || !kind ||
         strcmp(kind, "text") != 0 || !text)
-        return ink_fail(req, INK_INVALID, "invalid_command",
-                        "Send {\"kind\":\"text\",\"text\":\"...\"}; only text commands can be sent.");
+        return ink_fail(
+            req, INK_INVALID, "invalid_command",
+            "Send {\"kind\":\"text\",\"text\":\"...\"}; only text commands can be sent.");
     json_t *cmd = NULL;
     struct ink_err err = {0};
     enum ink_status st = ink_device_send_text(req->auth.user_id, id, text, &cmd, &err);

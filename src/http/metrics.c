@@ -108,19 +108,20 @@ char *ink_metrics_render(void)
             ink_password_waiting(), ink_workq_pending());
     struct ink_broker_stats bs;
     ink_broker_get_stats(&bs);
-    appendf(&b,
-            "# TYPE inklet_broker_connected gauge\ninklet_broker_connected %d\n"
-            "# TYPE inklet_mqtt_messages_received_total counter\n"
-            "inklet_mqtt_messages_received_total %llu\n"
-            "# TYPE inklet_mqtt_messages_dropped_total counter\n"
-            "inklet_mqtt_messages_dropped_total %llu\n"
-            "# TYPE inklet_mqtt_messages_published_total counter\n"
-            "inklet_mqtt_messages_published_total %llu\n"
-            "# TYPE inklet_mqtt_messages_acked_total counter\ninklet_mqtt_messages_acked_total %llu\n"
-            "# TYPE inklet_mqtt_messages_processed_total counter\n"
-            "inklet_mqtt_messages_processed_total %llu\n",
-            ink_broker_connected() ? 1 : 0, bs.received, bs.dropped, bs.published, bs.acked,
-            bs.processed);
+    appendf(
+        &b,
+        "# TYPE inklet_broker_connected gauge\ninklet_broker_connected %d\n"
+        "# TYPE inklet_mqtt_messages_received_total counter\n"
+        "inklet_mqtt_messages_received_total %llu\n"
+        "# TYPE inklet_mqtt_messages_dropped_total counter\n"
+        "inklet_mqtt_messages_dropped_total %llu\n"
+        "# TYPE inklet_mqtt_messages_published_total counter\n"
+        "inklet_mqtt_messages_published_total %llu\n"
+        "# TYPE inklet_mqtt_messages_acked_total counter\ninklet_mqtt_messages_acked_total %llu\n"
+        "# TYPE inklet_mqtt_messages_processed_total counter\n"
+        "inklet_mqtt_messages_processed_total %llu\n",
+        ink_broker_connected() ? 1 : 0, bs.received, bs.dropped, bs.published, bs.acked,
+        bs.processed);
     char *out = b.data ? b.data : ink_strdup("");
     return out;
 }

@@ -27,9 +27,10 @@ enum ink_status ink_h_ready(struct ink_req *req)
     bool ok = db_ok && broker_ok && !atomic_load(&ink_app.draining);
     json_t *checks = json_pack("{s:s,s:s}", "database", db_ok ? "ok" : "unavailable", "broker",
                                broker_ok ? "ok" : "unavailable");
-    json_t *body = json_pack("{s:s,s:o}", "status",
-                             ok ? "ok" : (atomic_load(&ink_app.draining) ? "draining" : "unavailable"),
-                             "checks", checks);
+    json_t *body =
+        json_pack("{s:s,s:o}", "status",
+                  ok ? "ok" : (atomic_load(&ink_app.draining) ? "draining" : "unavailable"),
+                  "checks", checks);
     if (!ok)
         req->retry_after = 2;
     return ink_reply(req, ok ? 200 : 503, body);

@@ -4,8 +4,7 @@
 #include <string.h>
 
 /* Matches one pattern against a path copy, splitting segments in place only on success. */
-static bool match_pattern(const char *pattern, const char *path, char *scratch,
-                          const char **params)
+static bool match_pattern(const char *pattern, const char *path, char *scratch, const char **params)
 {
     size_t np = 0;
     const char *p = pattern, *s = path;
@@ -70,8 +69,8 @@ enum ink_status ink_route_match(const struct ink_route *table, size_t count, con
                 a++;
         }
         if (!dup && alen + strlen(needle) + 3 < allow_len)
-            alen += (size_t)snprintf(allow + alen, allow_len - alen, "%s%s", alen ? ", " : "",
-                                     needle);
+            alen +=
+                (size_t)snprintf(allow + alen, allow_len - alen, "%s%s", alen ? ", " : "", needle);
     }
     return path_matched ? INK_METHOD : INK_NOT_FOUND;
 }

@@ -175,9 +175,8 @@ static enum MHD_Result finish(struct conn_ctx *ctx, enum ink_status st)
         len = strlen(text);
         type = req->resp_type;
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE
-                                                                            : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(text);
         return MHD_NO;
@@ -303,8 +302,8 @@ static enum MHD_Result dispatch(struct conn_ctx *ctx)
         if (!ink_workq_submit(run_slow, ctx)) {
             ctx->state = ST_SLOW_DONE;
             req->retry_after = 1;
-            ctx->result = ink_fail(req, INK_UNAVAILABLE, "overloaded",
-                                   "The server is busy; retry shortly.");
+            ctx->result =
+                ink_fail(req, INK_UNAVAILABLE, "overloaded", "The server is busy; retry shortly.");
             MHD_resume_connection(ctx->conn);
         }
         return MHD_YES;
@@ -370,9 +369,8 @@ static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, co
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)cls;
     (void)version;

@@ -46,8 +46,8 @@ static void publish_json(struct mosquitto *m, struct sim *s, const char *kind, j
 
 static void request_claim(struct mosquitto *m, struct sim *s)
 {
-    publish_json(m, s, "request_claim", json_pack("{s:s,s:I}", "hwId", s->hw_id, "ts",
-                                                  (json_int_t)time(NULL)));
+    publish_json(m, s, "request_claim",
+                 json_pack("{s:s,s:I}", "hwId", s->hw_id, "ts", (json_int_t)time(NULL)));
 }
 
 static void heartbeat(struct mosquitto *m, struct sim *s)

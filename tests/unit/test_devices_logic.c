@@ -48,9 +48,9 @@ static void nfc_parse_accepts_upper_case_signature(void **state)
 {
     (void)state;
     char hw[INK_UUID_STRLEN + 1], sig[INK_NFC_SIG_LEN + 1];
-    assert_int_equal(ink_nfc_parse("inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6BF869D301FB599A",
-                                   hw, sig),
-                     INK_OK);
+    assert_int_equal(
+        ink_nfc_parse("inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6BF869D301FB599A", hw, sig),
+        INK_OK);
     assert_string_equal(hw, HW);
     assert_string_equal(sig, "6bf869d301fb599a");
 }
@@ -61,18 +61,18 @@ static void nfc_parse_rejects_malformed_payloads(void **state)
     char hw[INK_UUID_STRLEN + 1], sig[INK_NFC_SIG_LEN + 1];
     static const char *const bad[] = {
         "",
-        "inklet:2:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",  /* version */
-        "inklit:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",  /* prefix */
-        "INKLET:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",  /* prefix case */
-        "inklet:1:a1b2c3d4-5678-9012-abcd-ef012345678:6bf869d301fb599a",   /* short hwId */
-        "inklet:1:a1b2c3d4x5678-9012-abcd-ef0123456789:6bf869d301fb599a",  /* bad hwId */
-        "inklet:1:g1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",  /* non-hex hwId */
-        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599g",  /* bad hex */
-        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599",   /* 15 hex */
-        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599aa", /* 17 hex */
-        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789",                   /* missing part */
+        "inklet:2:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",   /* version */
+        "inklit:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",   /* prefix */
+        "INKLET:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",   /* prefix case */
+        "inklet:1:a1b2c3d4-5678-9012-abcd-ef012345678:6bf869d301fb599a",    /* short hwId */
+        "inklet:1:a1b2c3d4x5678-9012-abcd-ef0123456789:6bf869d301fb599a",   /* bad hwId */
+        "inklet:1:g1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a",   /* non-hex hwId */
+        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599g",   /* bad hex */
+        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599",    /* 15 hex */
+        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599aa",  /* 17 hex */
+        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789",                    /* missing part */
         "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789:6bf869d301fb599a:x", /* extra part */
-        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789::6bf869d301fb599",  /* empty part */
+        "inklet:1:a1b2c3d4-5678-9012-abcd-ef0123456789::6bf869d301fb599",   /* empty part */
         "inklet:1::6bf869d301fb599a",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -153,10 +153,10 @@ static void topics_reject_everything_else(void **state)
     memset(longname + 11, 'a', 129);
     memcpy(longname + 140, "/up/state", sizeof "/up/state");
     static const char *const bad[] = {
-        "inklet/dev//up/state",        "inklet/dev/t/up/",          "inklet/dev/t/up/status",
-        "inklet/dev/t/down/cmd",       "inklet/dev/t/up/state/x",   "inklet/dev/t+/up/state",
-        "inklet/dev/#/up/state",       "inklet/dev/t/t/up/state",   "inkle/dev/t/up/state",
-        "/inklet/dev/t/up/state",      "inklet/dev/t/up/heartbeatx", "",
+        "inklet/dev//up/state",          "inklet/dev/t/up/",           "inklet/dev/t/up/status",
+        "inklet/dev/t/down/cmd",         "inklet/dev/t/up/state/x",    "inklet/dev/t+/up/state",
+        "inklet/dev/#/up/state",         "inklet/dev/t/t/up/state",    "inkle/dev/t/up/state",
+        "/inklet/dev/t/up/state",        "inklet/dev/t/up/heartbeatx", "",
         "inklet/dev/t\xc3\xa9/up/state",
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)

@@ -22,7 +22,8 @@ static void counters_render_in_full(void **state)
     char *text = ink_metrics_render();
     assert_non_null(strstr(text, "\ninklet_mqtt_messages_processed_total 123457\n"));
     assert_non_null(strstr(text, "\ninklet_mqtt_messages_dropped_total 98765\n"));
-    assert_non_null(strstr(text, "inklet_http_requests_total{route=\"unmatched\",status=\"4x\"} 1\n"));
+    assert_non_null(
+        strstr(text, "inklet_http_requests_total{route=\"unmatched\",status=\"4x\"} 1\n"));
     assert_non_null(strstr(text, "inklet_http_request_duration_ms_bucket{le=\"1\"} 1\n"));
     free(text);
 }
