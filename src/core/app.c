@@ -1,8 +1,8 @@
 #include "inklet/app.h"
 
 #include "inklet/alloc.h"
+#include "inklet/text.h"
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,12 +14,8 @@ void ink_app_init_derived(void)
                         ink_app.cfg.trusted_proxies ? ink_app.cfg.trusted_proxies : "");
     char *copy = ink_strdup(ink_app.cfg.cors_origins ? ink_app.cfg.cors_origins : ""), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (isspace((unsigned char)*tok))
-            tok++;
-        size_t n = strlen(tok);
-        while (n && isspace((unsigned char)tok[n - 1]))
-            tok[--n] = '\0';
-        if (!n)
+        tok = ink_trim(tok);
+        if (!*tok)
             continue;
         ink_app.cors_origins =
             ink_realloc(ink_app.cors_origins, (ink_app.cors_count + 1) * sizeof(char *));

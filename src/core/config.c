@@ -5,6 +5,7 @@
 #include "inklet/alloc.h"
 #include "inklet/ids.h"
 #include "inklet/netaddr.h"
+#include "inklet/text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -91,11 +92,7 @@ static const char *v_origins(const char *v)
     char *copy = ink_strdup(v), *save = NULL;
     const char *err = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok && !err; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        size_t n = strlen(tok);
-        while (n && tok[n - 1] == ' ')
-            tok[--n] = '\0';
+        tok = ink_trim(tok);
         const char *rest = NULL;
         if (strncmp(tok, "https://", 8) == 0)
             rest = tok + 8;
@@ -292,15 +289,6 @@ static bool set_value(struct ink_config *cfg, const struct config_key *k, const 
     return false;
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    size_t n = strlen(s);
-    while (n && isspace((unsigned char)s[n - 1]))
-        s[--n] = '\0';
-    return s;
-}
 
 static bool load_file(struct ink_config *cfg, const char *path, bool seen[], bool rejected[],
                       FILE *err)
@@ -315,11 +303,11 @@ static bool load_file(struct ink_config *cfg, const char *path, bool seen[], boo
     unsigned lineno = 0;
     while (fgets(line, sizeof line, f)) {
         lineno++;
-        char *s = trim(line);
+        char *s = ink_trim(line);
         if (!*s || *s == '#')
             continue;
         if (strncmp(s, "export ", 7) == 0)
-            s = trim(s + 7);
+            s = ink_trim(s + 7);
         char *eq = strchr(s, '=');
         if (!eq) {
             fprintf(err, "config: %s:%u: expected KEY=VALUE\n", path, lineno);
@@ -327,7 +315,7 @@ static bool load_file(struct ink_config *cfg, const char *path, bool seen[], boo
             continue;
         }
         *eq = '\0';
-        char *key = trim(s), *value = trim(eq + 1);
+        char *key = ink_trim(s), *value = ink_trim(eq + 1);
         size_t vlen = strlen(value);
         if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
             value[vlen - 1] = '\0';

@@ -1,6 +1,7 @@
 #include "inklet/netaddr.h"
 
 #include "inklet/alloc.h"
+#include "inklet/text.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -58,12 +59,8 @@ bool ink_cidr_list_parse(struct ink_cidr_list *list, const char *text)
     char *copy = ink_strdup(text), *save = NULL;
     bool ok = true;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (isspace((unsigned char)*tok))
-            tok++;
-        size_t n = strlen(tok);
-        while (n && isspace((unsigned char)tok[n - 1]))
-            tok[--n] = '\0';
-        if (!n)
+        tok = ink_trim(tok);
+        if (!*tok)
             continue;
         struct ink_cidr c;
         if (!parse_cidr(tok, &c)) {
