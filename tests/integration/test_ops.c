@@ -363,6 +363,119 @@ static void test_database_outage_is_503_then_recovers_without_restart(void **sta
 
 #define T(f) cmocka_unit_test_teardown(f, itest_teardown)
 
+/* ---- request log, OpenAPI, metrics ---------------------------------------------------------- */
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *text = NULL;
+    size_t cap = 0, len = 0, n;
+    char chunk[4096];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) {
+            cap = (len + n + 1) * 2;
+            text = realloc(text, cap);
+            assert_non_null(text);
+        }
+        memcpy(text + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (!text)
+        text = calloc(1, 1);
+    else
+        text[len] = '\0';
+    return text;
+}
+
+static void test_request_log_has_one_json_line_per_request_and_no_secrets(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"LOG_LEVEL=info", "LOG_FORMAT=json", NULL});
+    assert_non_null(d);
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    struct itest_session s;
+    itest_login(d, &u, &s);
+    struct itest_resp r;
+    itest_call(d, "GET", "/auth/me", s.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    itest_callf(d, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", s.refresh);
+    itest_expect_status(&r, 200);
+    char next_refresh[128];
+    snprintf(next_refresh, sizeof next_refresh, "%s", itest_str(r.json, "refreshToken"));
+    itest_resp_free(&r);
+    assert_int_equal(itest_daemon_stop(d), 0);
+
+    char *log = read_file(d->log_path);
+    /* nothing secret, ever */
+    assert_null(strstr(log, u.password));
+    assert_null(strstr(log, s.access));
+    assert_null(strstr(log, s.refresh));
+    assert_null(strstr(log, next_refresh));
+    assert_null(strstr(log, u.s.refresh));
+    assert_null(strstr(log, itest.jwt_secret));
+    /* every line is JSON; the request lines carry id, route, status, duration, user */
+    bool saw_me = false;
+    unsigned requests = 0;
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+        json_t *j = json_loads(line, 0, NULL);
+        if (!j)
+            fail_msg("log line is not JSON: %s", line);
+        const char *msg = json_string_value(json_object_get(j, "msg"));
+        if (msg && strcmp(msg, "request") == 0) {
+            requests++;
+            assert_true(json_is_string(json_object_get(j, "requestId")));
+            assert_true(json_is_string(json_object_get(j, "route")));
+            assert_true(json_is_integer(json_object_get(j, "status")));
+            assert_true(json_is_number(json_object_get(j, "durationMs")));
+            if (strcmp(json_string_value(json_object_get(j, "route")), "/auth/me") == 0) {
+                saw_me = true;
+                assert_int_equal(json_integer_value(json_object_get(j, "status")), 200);
+                assert_string_equal(json_string_value(json_object_get(j, "userId")), u.id);
+            }
+        }
+        json_decref(j);
+    }
+    assert_true(saw_me);
+    assert_true(requests >= 4); /* health probe(s), register, login, me, refresh */
+    free(log);
+}
+
+static void test_openapi_document_is_served(void **state)
+{
+    (void)state;
+    struct itest_resp r;
+    itest_get(D, "/openapi.json", &r);
+    itest_expect_status(&r, 200);
+    assert_non_null(r.json);
+    assert_string_equal(itest_str(r.json, "openapi"), "3.1.0");
+    json_t *paths = json_object_get(r.json, "paths");
+    assert_non_null(json_object_get(json_object_get(paths, "/auth/login"), "post"));
+    assert_non_null(json_object_get(json_object_get(paths, "/api/devices/{id}/commands"), "post"));
+    itest_resp_free(&r);
+}
+
+static void test_metrics_are_served_to_loopback_in_prometheus_format(void **state)
+{
+    (void)state;
+    struct itest_resp r;
+    itest_get(D, "/health", &r);
+    itest_resp_free(&r);
+    itest_get(D, "/metrics", &r);
+    itest_expect_status(&r, 200);
+    assert_non_null(strstr(itest_header(&r, "Content-Type"), "text/plain"));
+    assert_non_null(strstr(r.body, "inklet_http_requests_total{method=\"GET\",route=\"/health\","
+                                   "status=\"2x\"}"));
+    assert_non_null(strstr(r.body, "inklet_db_pool_size "));
+    assert_non_null(strstr(r.body, "inklet_broker_connected "));
+    assert_non_null(strstr(r.body, "inklet_http_request_duration_ms_bucket{le=\"+Inf\"}"));
+    itest_resp_free(&r);
+}
+
 int itest_group_ops(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +488,9 @@ int itest_group_ops(void)
         T(test_ready_reports_database_ok),
         T(test_sigterm_completes_in_flight_request_then_exits_0),
         T(test_sigterm_idle_daemon_exits_0_quickly),
+        T(test_request_log_has_one_json_line_per_request_and_no_secrets),
+        T(test_openapi_document_is_served),
+        T(test_metrics_are_served_to_loopback_in_prometheus_format),
     };
     return cmocka_run_group_tests_name("ops", tests, itest_group_setup, itest_group_teardown);
 }
