@@ -648,20 +648,78 @@ static void poll_ready(long status, unsigned timeout_ms, struct itest_resp *r)
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
-static unsigned long long metric(const char *name)
+static unsigned long long metric_of(const struct itest_daemon *d, const char *name)
 {
     struct itest_resp r;
-    itest_get(D, "/metrics", &r);
+    itest_get(d, "/metrics", &r);
     itest_expect_status(&r, 200);
     char needle[128];
     snprintf(needle, sizeof needle, "\n%s ", name);
     const char *hit = strstr(r.body, needle);
-    if (!hit)
-        fprintf(stderr, "  /metrics has no %s\n", name);
     assert_non_null(hit);
     unsigned long long v = strtoull(hit + strlen(needle), NULL, 10);
     itest_resp_free(&r);
     return v;
+}
+
+static unsigned long long metric(const char *name)
+{
+    return metric_of(D, name);
+}
+
+
+/* ---- several instances ---------------------------------------------------------------------- */
+
+static void test_shared_subscription_processes_each_message_once(void **state)
+{
+    (void)state;
+    struct itest_daemon *d[2];
+    for (int i = 0; i < 2; i++) {
+        char id[96];
+        snprintf(id, sizeof id, "MQTT_CLIENT_ID=itest-%s-%d-share-%d", itest.run_tag, (int)getpid(),
+                 i);
+        d[i] = itest_daemon_start((const char *const[]){id, "MQTT_SHARE_GROUP=itestshare", NULL});
+        assert_non_null(d[i]);
+    }
+    /* both subscribed: /health/ready reports the broker */
+    for (int i = 0; i < 2; i++) {
+        int64_t until = itest_now_ms() + itest_scaled(10000);
+        struct itest_resp r;
+        for (;;) {
+            itest_get(d[i], "/health/ready", &r);
+            if (r.status == 200 || itest_now_ms() > until)
+                break;
+            itest_resp_free(&r);
+            itest_sleep_ms(50);
+        }
+        itest_expect_status(&r, 200);
+        itest_resp_free(&r);
+    }
+    unsigned long long before[2];
+    for (int i = 0; i < 2; i++)
+        before[i] = metric_of(d[i], "inklet_mqtt_messages_processed_total");
+    char hw[37], thing[64];
+    random_uuid(hw);
+    snprintf(thing, sizeof thing, "share-%.8s", hw);
+    const unsigned n = 20;
+    for (unsigned k = 0; k < n; k++)
+        assert_true(itest_mqtt_heartbeat(MQ, thing, hw, "1.0.0", (int)k));
+    unsigned long long got[2] = {0, 0};
+    int64_t until = itest_now_ms() + itest_scaled(10000);
+    while (got[0] + got[1] < n && itest_now_ms() < until) {
+        itest_sleep_ms(50);
+        for (int i = 0; i < 2; i++)
+            got[i] = metric_of(d[i], "inklet_mqtt_messages_processed_total") - before[i];
+    }
+    itest_sleep_ms(300); /* a duplicate would show up now */
+    for (int i = 0; i < 2; i++)
+        got[i] = metric_of(d[i], "inklet_mqtt_messages_processed_total") - before[i];
+    if (got[0] + got[1] != n)
+        fail_msg("the group processed %llu + %llu messages of %u", got[0], got[1], n);
+    /* the broker spreads the stream over the group */
+    assert_true(got[0] > 0 && got[1] > 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(itest_daemon_stop(d[i]), 0);
 }
 
 /* ---- pairing by code ---------------------------------------------------------------------- */
@@ -2136,6 +2194,7 @@ int itest_group_devices(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
+        T(test_shared_subscription_processes_each_message_once),
         T(test_pair_by_code_with_simulator),
         T(test_bind_route_accepts_claimCode_and_code),
         T(test_bind_code_unknown_is_404),
