@@ -569,8 +569,12 @@ static enum ink_status touch_device(struct ink_db *db, const char *thing, const 
 {
     char id[INK_UUID_STRLEN + 1];
     ink_uuid_v7(id);
-    enum ink_status st =
-        ink_db_exec(db, &SQL_HEARTBEAT, 5, (const char *[]){id, hw, thing, fw, battery}, r);
+    const char *params[] = {id, hw, thing, fw, battery};
+    enum ink_status st = ink_db_exec(db, &SQL_HEARTBEAT, 5, params, r);
+    /* Two instances creating the same new device at once: ON CONFLICT only arbitrates the thing
+     * name, so the loser trips over the hwId index instead. Once more, and it is an update. */
+    if (st == INK_CONFLICT)
+        st = ink_db_exec(db, &SQL_HEARTBEAT, 5, params, r);
     if (st == INK_CONFLICT || (st == INK_OK && PQntuples(*r) != 1)) {
         ink_warn("rejected a message from thing %s: its hwId does not match the registered one",
                  thing);
