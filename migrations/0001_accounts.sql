@@ -6,8 +6,6 @@ CREATE TABLE users (
     username            text NOT NULL,
     password_hash       text,                 -- PHC string; NULL for OAuth-only accounts
     created_via         text NOT NULL DEFAULT 'password' CHECK (created_via IN ('password', 'google', 'apple')),
-    failed_logins       integer NOT NULL DEFAULT 0,
-    login_blocked_until timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
@@ -48,3 +46,14 @@ CREATE TABLE oauth_identities (
     PRIMARY KEY (provider, subject)
 );
 CREATE INDEX oauth_identities_user_idx ON oauth_identities (user_id);
+
+-- Consecutive failed logins per sign-in name: 'user:<id>' for an account (whichever of its
+-- names was typed), 'name:<identifier>' for a name no account has. Unknown names get the same
+-- counter, the same back-off and the same database work as real accounts, so neither the 429 nor
+-- the timing of a failed login tells whether an account exists.
+CREATE TABLE login_failures (
+    key           text PRIMARY KEY,
+    failures      integer NOT NULL,
+    blocked_until timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);

@@ -129,29 +129,43 @@ out:
 
 /* ---- login -------------------------------------------------------------------------------- */
 
+/* Always one row: the account (NULL columns when none), the seconds its sign-in name is still
+ * blocked, and the back-off key. */
+#define LOGIN_SELECT                                                                               \
+    "SELECT u.id, u.email, u.username, extract(epoch FROM u.created_at)::bigint,"                  \
+    " extract(epoch FROM u.updated_at)::bigint, u.password_hash,"                                  \
+    " COALESCE(GREATEST(0, ceil(extract(epoch FROM f.blocked_until - now()))), 0)::bigint, k.key"
+
 static const struct ink_sql SQL_LOGIN_BY_EMAIL = {
-    "login_by_email", "SELECT " USER_COLUMNS ", password_hash,"
-                      " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
-                      " FROM users WHERE email = $1"};
+    "login_by_email",
+    LOGIN_SELECT " FROM (SELECT $1::text AS ident) i LEFT JOIN users u ON u.email = i.ident"
+                 " CROSS JOIN LATERAL (SELECT COALESCE('user:' || u.id::text, 'name:' || i.ident)"
+                 " AS key) k LEFT JOIN login_failures f ON f.key = k.key"};
 
 static const struct ink_sql SQL_LOGIN_BY_NAME = {
-    "login_by_name", "SELECT " USER_COLUMNS ", password_hash,"
-                     " GREATEST(0, ceil(extract(epoch FROM login_blocked_until - now())))::bigint"
-                     " FROM users WHERE lower(username) = lower($1)"};
+    "login_by_name",
+    LOGIN_SELECT " FROM (SELECT lower($1::text) AS ident) i"
+                 " LEFT JOIN users u ON lower(u.username) = i.ident"
+                 " CROSS JOIN LATERAL (SELECT COALESCE('user:' || u.id::text, 'name:' || i.ident)"
+                 " AS key) k LEFT JOIN login_failures f ON f.key = k.key"};
 
-/* Doubling back-off from 1 s once `after` failures are reached, capped at `max`; never a
- * permanent lock-out. */
+/* Doubling back-off from 1 s once `after` consecutive failures are reached, capped at `max`;
+ * never a permanent lock-out. */
 static const struct ink_sql SQL_LOGIN_FAILED = {
-    "login_failed", "UPDATE users SET failed_logins = failed_logins + 1,"
-                    " login_blocked_until = CASE WHEN failed_logins + 1 >= $2::int"
-                    "  THEN now() + make_interval(secs => LEAST($3::int,"
-                    "   power(2, LEAST(failed_logins + 1 - $2::int, 30))::int))"
-                    "  ELSE login_blocked_until END"
-                    " WHERE id = $1"};
+    "login_failed",
+    "INSERT INTO login_failures AS f (key, failures, blocked_until)"
+    " VALUES ($1, 1, CASE WHEN 1 >= $2::int THEN now() + make_interval(secs => LEAST($3::int, 1))"
+    "  END)"
+    " ON CONFLICT (key) DO UPDATE SET failures = f.failures + 1, updated_at = now(),"
+    "  blocked_until = CASE WHEN f.failures + 1 >= $2::int"
+    "   THEN now() + make_interval(secs => LEAST($3::int,"
+    "    power(2, LEAST(f.failures + 1 - $2::int, 30))::int))"
+    "   ELSE f.blocked_until END"};
 
 static const struct ink_sql SQL_LOGIN_OK = {
-    "login_ok", "UPDATE users SET failed_logins = 0, login_blocked_until = NULL,"
-                " password_hash = COALESCE($2, password_hash) WHERE id = $1"};
+    "login_ok", "WITH d AS (DELETE FROM login_failures WHERE key = 'user:' || $1::text)"
+                " UPDATE users SET password_hash = COALESCE($2, password_hash)"
+                " WHERE id = $1::text::uuid"};
 
 enum ink_status ink_account_login(const char *identifier, const char *password,
                                   const struct ink_client *client, struct ink_tokens *tokens,
@@ -178,8 +192,7 @@ enum ink_status ink_account_login(const char *identifier, const char *password,
                      (const char *[]){key}, &r);
     if (st != INK_OK)
         goto out;
-    const char *phc = PQntuples(r) == 1 ? ink_db_str(r, 0, 5) : NULL;
-    if (PQntuples(r) == 1 && ink_db_ll(r, 0, 6) > 0) {
+    if (ink_db_ll(r, 0, 6) > 0) {
         *retry_after = (unsigned)ink_db_ll(r, 0, 6);
         *err = (struct ink_err){"login_backoff", "Too many failed sign-in attempts; retry later."};
         st = INK_RATE_LIMITED;
@@ -188,22 +201,19 @@ enum ink_status ink_account_login(const char *identifier, const char *password,
     /* the database connection is not needed while hashing */
     ink_db_release(db);
     db = NULL;
+    const char *uid = ink_db_str(r, 0, 0), *phc = ink_db_str(r, 0, 5);
     bool match = false, rehash = false;
-    if (!phc) {
-        /* unknown user or OAuth-only account: same work, same answer */
-        st = ink_password_verify_dummy(password);
-        if (st == INK_OK)
-            st = INK_UNAUTHORIZED;
+    /* unknown user or OAuth-only account: same hashing work, same counter, same answer */
+    st = phc ? ink_password_verify(phc, password, &match, &rehash)
+             : ink_password_verify_dummy(password);
+    if (st != INK_OK)
         goto out;
-    }
-    if ((st = ink_password_verify(phc, password, &match, &rehash)) != INK_OK)
-        goto out;
-    const char *uid = PQgetvalue(r, 0, 0);
     if (!match) {
         char after[16], max[16];
         snprintf(after, sizeof after, "%u", ink_app.cfg.login_backoff_after);
         snprintf(max, sizeof max, "%u", ink_app.cfg.login_backoff_max);
-        st = ink_db_query(&SQL_LOGIN_FAILED, 3, (const char *[]){uid, after, max}, NULL);
+        st = ink_db_query(&SQL_LOGIN_FAILED, 3, (const char *[]){PQgetvalue(r, 0, 7), after, max},
+                          NULL);
         if (st == INK_OK)
             st = INK_UNAUTHORIZED;
         goto out;
@@ -376,8 +386,8 @@ enum ink_status ink_account_update(const char *user_id, const char *username, co
 
 static const struct ink_sql SQL_SET_PASSWORD = {
     "account_set_password",
-    "UPDATE users SET password_hash = $2, updated_at = now(), failed_logins = 0,"
-    " login_blocked_until = NULL WHERE id = $1"};
+    "WITH d AS (DELETE FROM login_failures WHERE key = 'user:' || $1::text)"
+    " UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1::text::uuid"};
 
 enum ink_status ink_account_change_password(const char *user_id, const char *session_id,
                                             const char *current_password, const char *new_password,

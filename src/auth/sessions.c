@@ -305,8 +305,10 @@ static const struct ink_sql SQL_PRUNE = {
     "WITH s AS (DELETE FROM sessions WHERE expires_at < now() - interval '7 days'"
     "  OR revoked_at < now() - interval '7 days' RETURNING 1),"
     " t AS (DELETE FROM refresh_tokens WHERE idle_expires_at < now() - interval '1 day'"
-    "  RETURNING 1)"
-    " SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t)"};
+    "  RETURNING 1),"
+    " f AS (DELETE FROM login_failures WHERE updated_at < now() - interval '1 day'"
+    "  AND (blocked_until IS NULL OR blocked_until < now()) RETURNING 1)"
+    " SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM t) + (SELECT count(*) FROM f)"};
 
 enum ink_status ink_session_prune(long long *count)
 {

@@ -25,10 +25,15 @@ static void login_from(const struct itest_daemon *d, const char *xff, const char
     json_decref(body);
 }
 
+/* A login for a fresh unknown name each time, so only the per-IP bucket can answer 429 (a
+ * repeated name would meet its own back-off). */
 static void expect_login_status(const struct itest_daemon *d, const char *xff, long status)
 {
+    static unsigned n;
+    char name[64];
+    snprintf(name, sizeof name, "nobody-%s-%u", itest.run_tag, ++n);
     struct itest_resp r;
-    login_from(d, xff, "nobody-at-all", "Some-password-1", &r);
+    login_from(d, xff, name, "Some-password-1", &r);
     if (status == 429) {
         itest_expect_error(&r, 429, "rate_limited");
         unsigned ra = itest_expect_retry_after(&r);
@@ -63,6 +68,38 @@ static void test_login_rate_limit_answers_429_with_retry_after(void **state)
     /* other classes have their own buckets */
     struct itest_user u = {0};
     itest_register(d, &u);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+static void test_unknown_name_backs_off_like_an_account(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"LOGIN_BACKOFF_AFTER=2", NULL});
+    assert_non_null(d);
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    char ghost[64];
+    snprintf(ghost, sizeof ghost, "ghost-%s", itest.run_tag);
+    /* the same sequence for a real account and a name nobody has: no difference to observe */
+    const char *names[] = {u.username, ghost};
+    for (int k = 0; k < 2; k++) {
+        struct itest_resp r;
+        for (int i = 0; i < 2; i++) {
+            login_from(d, NULL, names[k], "Wrong-password-1", &r);
+            itest_expect_error(&r, 401, "invalid_credentials");
+            itest_resp_free(&r);
+        }
+        login_from(d, NULL, names[k], "Wrong-password-1", &r);
+        itest_expect_error(&r, 429, "login_backoff");
+        itest_expect_retry_after(&r);
+        itest_resp_free(&r);
+    }
+    /* an account's counter follows the account, whichever of its names is typed */
+    struct itest_resp r;
+    login_from(d, NULL, u.email, u.password, &r);
+    itest_expect_error(&r, 429, "login_backoff");
+    itest_resp_free(&r);
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
@@ -224,6 +261,7 @@ int itest_group_throttle(void)
     const struct CMUnitTest tests[] = {
         T(test_login_rate_limit_answers_429_with_retry_after),
         T(test_login_backoff_after_failures_then_recovers),
+        T(test_unknown_name_backs_off_like_an_account),
         T(test_trusted_proxy_forwarded_clients_are_limited_separately),
         T(test_untrusted_peer_forwarded_header_is_ignored),
         T(test_bind_attempts_are_limited_per_ip),
