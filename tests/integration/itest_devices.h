@@ -6,5 +6,7 @@
  *  group is skipped without it); the broker outage test also needs INKLET_ITEST_MQTT_STOP and
  *  INKLET_ITEST_MQTT_START, the simulator test build/inklet-sim (or INKLET_ITEST_SIM). */
 int itest_group_devices(void);
+/** The broker link over TLS with client certificates (test_mqtts.c); runs its own broker. */
+int itest_group_mqtts(void);
 
 #endif

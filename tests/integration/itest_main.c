@@ -57,6 +57,7 @@ int main(void)
     failed += itest_group_throttle();
     if (itest_group_devices)
         failed += itest_group_devices();
+    failed += itest_group_mqtts();
     failed += itest_group_outage(); /* last: it stops and restarts PostgreSQL */
     failed += itest_fixture_failures;
     fprintf(stderr, "inklet-itest: %d failure(s) in %.1f s\n", failed,
