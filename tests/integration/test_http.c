@@ -589,6 +589,66 @@ static void test_keepalive_two_requests_on_one_socket(void **state)
 
 #define T(f) cmocka_unit_test_teardown(f, itest_teardown)
 
+/* ---- connection limits ---------------------------------------------------------------------- */
+
+static void test_idle_connection_is_closed_after_the_timeout(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"HTTP_CONNECTION_TIMEOUT=1", NULL});
+    assert_non_null(d);
+    /* half a request line and then silence: the slowloris shape */
+    int fd = itest_raw_connect(d->port);
+    assert_true(fd >= 0);
+    assert_true(itest_raw_send_str(fd, "GET /hea"));
+    int64_t t0 = itest_now_ms();
+    assert_true(itest_raw_wait_closed(fd, itest_scaled(5000)));
+    assert_true(itest_now_ms() - t0 >= 900);
+    close(fd);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+static void test_connections_per_address_are_capped(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"HTTP_MAX_CONNECTIONS_PER_IP=3", NULL});
+    assert_non_null(d);
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = itest_raw_connect(d->port);
+        assert_true(fds[i] >= 0);
+        assert_true(itest_raw_send_str(fds[i], "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"));
+        struct itest_raw_resp rr;
+        assert_int_equal(itest_raw_read_response(fds[i], itest_scaled(5000), &rr), 0);
+        assert_int_equal(rr.status, 200);
+        itest_raw_resp_free(&rr);
+    }
+    /* a fourth connection from the same address is dropped without an answer */
+    int extra = itest_raw_connect(d->port);
+    if (extra >= 0) {
+        itest_raw_send_str(extra, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_true(itest_raw_wait_closed(extra, itest_scaled(5000)));
+        close(extra);
+    }
+    /* closing one makes room again */
+    close(fds[0]);
+    int64_t until = itest_now_ms() + itest_scaled(5000);
+    long status = 0;
+    while (status != 200 && itest_now_ms() < until) {
+        struct itest_resp r;
+        itest_get(d, "/health", &r);
+        status = r.status;
+        itest_resp_free(&r);
+        if (status != 200)
+            itest_sleep_ms(50);
+    }
+    assert_int_equal(status, 200);
+    close(fds[1]);
+    close(fds[2]);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
 int itest_group_http(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +673,8 @@ int itest_group_http(void)
         T(test_wrong_method_is_405_with_allow),
         T(test_keepalive_reuses_connection),
         T(test_keepalive_two_requests_on_one_socket),
+        T(test_idle_connection_is_closed_after_the_timeout),
+        T(test_connections_per_address_are_capped),
     };
     return cmocka_run_group_tests_name("http", tests, itest_group_setup, itest_group_teardown);
 }
