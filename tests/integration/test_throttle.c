@@ -2,6 +2,8 @@
  * X-Forwarded-For. Each test runs its own inkletd with tight limits. */
 #include "harness.h"
 
+#include <pthread.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +256,74 @@ static void test_bind_attempts_are_limited_per_user_across_addresses(void **stat
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
+/* ---- the password-hash cap ------------------------------------------------------------------ */
+
+struct reg_job {
+    const struct itest_daemon *d;
+    pthread_barrier_t *barrier;
+    struct itest_resp r;
+};
+
+static void *register_one(void *arg)
+{
+    struct reg_job *j = arg;
+    struct itest_user u;
+    itest_user_new(&u);
+    char *body = NULL;
+    json_t *o = json_pack("{s:s,s:s,s:s}", "email", u.email, "username", u.username, "password",
+                          u.password);
+    body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    pthread_barrier_wait(j->barrier);
+    itest_call(j->d, "POST", "/auth/register", NULL, body, &j->r);
+    free(body);
+    return NULL;
+}
+
+static void test_excess_password_hashes_get_503_and_health_stays_fast(void **state)
+{
+    (void)state;
+    if (itest.slow > 1)
+        skip(); /* seconds-long hashes under valgrind would only measure valgrind */
+    /* one hash at a time, each far longer than the 2 s a waiting hash may queue */
+    struct itest_daemon *d = itest_daemon_start((const char *const[]){
+        "HASH_CONCURRENCY=1", "ARGON2_MEMORY_KIB=262144", "ARGON2_ITERATIONS=30", NULL});
+    assert_non_null(d);
+    enum { N = 3 };
+    struct reg_job jobs[N];
+    pthread_t th[N];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N + 1);
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (struct reg_job){.d = d, .barrier = &barrier};
+        assert_int_equal(pthread_create(&th[i], NULL, register_one, &jobs[i]), 0);
+    }
+    pthread_barrier_wait(&barrier);
+    itest_sleep_ms(300);
+    /* meanwhile /health answers at once: hashing runs on the worker pool */
+    struct itest_resp h;
+    itest_get(d, "/health", &h);
+    itest_expect_status(&h, 200);
+    assert_true(h.seconds < 0.5);
+    itest_resp_free(&h);
+    int created = 0, shed = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (jobs[i].r.status == 201) {
+            created++;
+        } else {
+            itest_expect_error(&jobs[i].r, 503, "service_unavailable");
+            itest_expect_retry_after(&jobs[i].r);
+            shed++;
+        }
+        itest_resp_free(&jobs[i].r);
+    }
+    pthread_barrier_destroy(&barrier);
+    assert_true(created >= 1);
+    assert_true(shed >= 1);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, itest_teardown)
 
 int itest_group_throttle(void)
@@ -262,6 +332,7 @@ int itest_group_throttle(void)
         T(test_login_rate_limit_answers_429_with_retry_after),
         T(test_login_backoff_after_failures_then_recovers),
         T(test_unknown_name_backs_off_like_an_account),
+        T(test_excess_password_hashes_get_503_and_health_stays_fast),
         T(test_trusted_proxy_forwarded_clients_are_limited_separately),
         T(test_untrusted_peer_forwarded_header_is_ignored),
         T(test_bind_attempts_are_limited_per_ip),
