@@ -764,6 +764,37 @@ static void print_output_reloads_to_the_same_non_secret_values(void **state)
     release(&r);
 }
 
+/* config/inkletd.env.example documents every key the table knows. */
+static void env_example_documents_every_key(void **state)
+{
+    (void)state;
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, NULL);
+    char *printed = NULL;
+    size_t plen = 0;
+    FILE *out = open_memstream(&printed, &plen);
+    ink_config_print(&r.cfg, out);
+    fclose(out);
+    FILE *f = fopen(INKLET_SOURCE_DIR "/config/inkletd.env.example", "r");
+    assert_non_null(f);
+    char example[32768];
+    size_t n = fread(example, 1, sizeof example - 1, f);
+    example[n] = '\0';
+    fclose(f);
+    for (char *line = strtok(printed, "\n"); line; line = strtok(NULL, "\n")) {
+        char key[128];
+        size_t k = strcspn(line, "=");
+        assert_true(k < sizeof key - 2);
+        memcpy(key, line, k);
+        key[k] = '=';
+        key[k + 1] = '\0';
+        if (!strstr(example, key))
+            fail_msg("config/inkletd.env.example does not mention %.*s", (int)k, key);
+    }
+    free(printed);
+    release(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -771,6 +802,7 @@ int main(void)
         cmocka_unit_test(thread_count_defaults_to_cores_and_pool_to_twice_that),
         cmocka_unit_test(missing_required_keys_each_produce_one_line_naming_the_key),
         cmocka_unit_test(empty_required_value_counts_as_missing),
+        cmocka_unit_test(env_example_documents_every_key),
         cmocka_unit_test(migrate_mode_needs_only_the_database),
         cmocka_unit_test(jwt_secret_needs_32_bytes),
         cmocka_unit_test(factory_secret_must_be_64_hex),
