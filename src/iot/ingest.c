@@ -81,8 +81,14 @@ static void run(struct worker *w, struct job *j)
         }
         if (st == INK_OK && j->kind == JOB_UP)
             ink_broker_count_processed();
-        if (st != INK_UNAVAILABLE || attempt >= 5)
+        if (st != INK_UNAVAILABLE)
             return;
+        if (attempt >= 5) {
+            ink_broker_count_drop();
+            ink_warn("gave up on a message from thing %s: the database stayed unavailable",
+                     j->thing);
+            return;
+        }
         bool stopping;
         pthread_mutex_lock(&w->lock);
         stopping = w->stopping;
