@@ -5,16 +5,11 @@
 
 #include <string.h>
 
-static enum ink_status bad_field(struct ink_req *req, const char *field)
-{
-    return ink_fail_field(req, field);
-}
-
 /* Reads a required string field; INK_INVALID if absent or not a string. */
 static enum ink_status need_string(struct ink_req *req, const char *key, const char **out)
 {
     if (ink_json_opt_string(req->json, key, out) != INK_OK || !*out)
-        return bad_field(req, key);
+        return ink_fail_field(req, key);
     return INK_OK;
 }
 
@@ -55,9 +50,9 @@ enum ink_status ink_h_login(struct ink_req *req)
     static const char *const keys[] = {"identifier", "email", "username"};
     for (size_t i = 0; i < 3 && !identifier; i++)
         if (ink_json_opt_string(req->json, keys[i], &identifier) != INK_OK)
-            return bad_field(req, keys[i]);
+            return ink_fail_field(req, keys[i]);
     if (!identifier || !*identifier)
-        return bad_field(req, "identifier");
+        return ink_fail_field(req, "identifier");
     if (need_string(req, "password", &password))
         return INK_INVALID;
     struct ink_client client = {req->user_agent, req->client_ip};
@@ -91,7 +86,7 @@ enum ink_status ink_h_logout(struct ink_req *req)
 {
     const char *refresh = NULL;
     if (ink_json_opt_string(req->json, "refreshToken", &refresh) != INK_OK)
-        return bad_field(req, "refreshToken");
+        return ink_fail_field(req, "refreshToken");
     enum ink_status st = INK_NOT_FOUND;
     if (refresh)
         st = ink_session_revoke_by_refresh(req->auth.user_id, refresh);
@@ -129,7 +124,7 @@ enum ink_status ink_h_password(struct ink_req *req)
 {
     const char *current, *next;
     if (ink_json_opt_string(req->json, "currentPassword", &current) != INK_OK)
-        return bad_field(req, "currentPassword");
+        return ink_fail_field(req, "currentPassword");
     if (need_string(req, "newPassword", &next))
         return INK_INVALID;
     struct ink_err err = {0};
@@ -144,7 +139,7 @@ enum ink_status ink_h_me_delete(struct ink_req *req)
 {
     const char *password = NULL;
     if (ink_json_opt_string(req->json, "password", &password) != INK_OK)
-        return bad_field(req, "password");
+        return ink_fail_field(req, "password");
     struct ink_err err = {0};
     enum ink_status st = ink_account_delete(req->auth.user_id, password, &err);
     if (st != INK_OK)

@@ -153,15 +153,23 @@ static enum ink_status load_owned(struct ink_db *db, const char *user_id, const 
     return INK_OK;
 }
 
-enum ink_status ink_device_get(const char *user_id, const char *device_id, json_t **out)
+/* load_owned on a connection of its own. */
+static enum ink_status fetch_owned(const char *user_id, const char *device_id, PGresult **res)
 {
+    *res = NULL;
     struct ink_db *db;
     enum ink_status st = ink_db_acquire(&db);
     if (st != INK_OK)
         return st;
-    PGresult *r;
-    st = load_owned(db, user_id, device_id, &r);
+    st = load_owned(db, user_id, device_id, res);
     ink_db_release(db);
+    return st;
+}
+
+enum ink_status ink_device_get(const char *user_id, const char *device_id, json_t **out)
+{
+    PGresult *r;
+    enum ink_status st = fetch_owned(user_id, device_id, &r);
     if (st == INK_OK)
         *out = device_json(r, 0);
     PQclear(r);
@@ -458,13 +466,8 @@ enum ink_status ink_device_commands(const char *user_id, const char *device_id, 
 
 enum ink_status ink_device_state(const char *user_id, const char *device_id, json_t **out)
 {
-    struct ink_db *db;
-    enum ink_status st = ink_db_acquire(&db);
-    if (st != INK_OK)
-        return st;
     PGresult *r;
-    st = load_owned(db, user_id, device_id, &r);
-    ink_db_release(db);
+    enum ink_status st = fetch_owned(user_id, device_id, &r);
     if (st != INK_OK)
         return st;
     const char *text = ink_db_str(r, 0, C_STATE);
