@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define D itest_shared
@@ -363,6 +365,45 @@ static void test_database_outage_is_503_then_recovers_without_restart(void **sta
 
 #define T(f) cmocka_unit_test_teardown(f, itest_teardown)
 
+/* ---- systemd readiness ------------------------------------------------------------------------
+ */
+
+/* Receives one datagram within `ms`; returns its length or -1. */
+static ssize_t recv_within(int fd, char *buf, size_t len, unsigned ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = recv(fd, buf, len - 1, 0);
+    if (n >= 0)
+        buf[n] = '\0';
+    return n;
+}
+
+static void test_systemd_notify_ready_then_stopping(void **state)
+{
+    (void)state;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify.sock", itest.tmpdir);
+    unlink(sa.sun_path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char env[sizeof sa.sun_path + 16];
+    snprintf(env, sizeof env, "NOTIFY_SOCKET=%s", sa.sun_path);
+    struct itest_daemon *d = itest_daemon_start((const char *const[]){env, NULL});
+    assert_non_null(d);
+    char msg[256];
+    /* READY=1 once it serves (the harness already saw /health answer) */
+    assert_true(recv_within(fd, msg, sizeof msg, itest_scaled(5000)) > 0);
+    assert_non_null(strstr(msg, "READY=1"));
+    kill(d->pid, SIGTERM);
+    assert_true(recv_within(fd, msg, sizeof msg, itest_scaled(5000)) > 0);
+    assert_non_null(strstr(msg, "STOPPING=1"));
+    assert_int_equal(itest_daemon_stop(d), 0);
+    close(fd);
+    unlink(sa.sun_path);
+}
+
 /* ---- request log, OpenAPI, metrics ---------------------------------------------------------- */
 
 static char *read_file(const char *path)
@@ -488,6 +529,7 @@ int itest_group_ops(void)
         T(test_ready_reports_database_ok),
         T(test_sigterm_completes_in_flight_request_then_exits_0),
         T(test_sigterm_idle_daemon_exits_0_quickly),
+        T(test_systemd_notify_ready_then_stopping),
         T(test_request_log_has_one_json_line_per_request_and_no_secrets),
         T(test_openapi_document_is_served),
         T(test_metrics_are_served_to_loopback_in_prometheus_format),
