@@ -13,12 +13,14 @@
 
 #define MAX_PREPARED 128
 #define ACQUIRE_WAIT_MS 2000
+#define IDLE_CHECK_MS 2000
 
 struct ink_db {
     PGconn *conn;
     bool in_use;
     bool broken;      /* close and reconnect on next acquire */
     bool check_first; /* a sibling failed: verify before use */
+    int64_t released_ms; /* when it was last handed back */
     const struct ink_sql *prepared[MAX_PREPARED];
     unsigned nprepared;
     char conflict[64];
@@ -173,7 +175,10 @@ enum ink_status ink_db_acquire(struct ink_db **out)
 
     if (db->conn && (db->broken || PQstatus(db->conn) != CONNECTION_OK))
         disconnect(db);
-    if (db->conn && db->check_first) {
+    /* A connection that sat idle may have been closed by a database restart that nobody has
+     * noticed yet; a cheap round trip now saves the caller's statement from failing. Busy
+     * connections skip this, so it costs nothing under load. */
+    if (db->conn && (db->check_first || ink_now_mono_ms() - db->released_ms > IDLE_CHECK_MS)) {
         db->check_first = false;
         PGresult *r = PQexec(db->conn, "SELECT 1");
         bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
@@ -201,6 +206,7 @@ void ink_db_release(struct ink_db *db)
         if (PQtransactionStatus(db->conn) != PQTRANS_IDLE)
             db->broken = true;
     }
+    db->released_ms = ink_now_mono_ms();
     pthread_mutex_lock(&pool.lock);
     db->in_use = false;
     pool.in_use--;
