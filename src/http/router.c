@@ -50,7 +50,9 @@ enum ink_status ink_route_match(const struct ink_route *table, size_t count, con
         const char *tmp[INK_MAX_PATH_PARAMS];
         if (!match_pattern(table[i].pattern, path, scratch, tmp))
             continue;
-        if (strcmp(table[i].method, method) == 0) {
+        /* HEAD is GET without a body (MHD drops the body), as load balancers expect */
+        if (strcmp(table[i].method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(table[i].method, "GET") == 0)) {
             *route = &table[i];
             memcpy(params, tmp, sizeof tmp);
             return INK_OK;

@@ -98,6 +98,20 @@ static void method_selects_between_routes_with_the_same_path(void **state)
     match_free(&m);
 }
 
+static void head_is_served_by_the_get_route(void **state)
+{
+    (void)state;
+    struct match m = {0};
+    do_match(&m, TABLE, NTABLE, "HEAD", "/health");
+    assert_int_equal(m.st, INK_OK);
+    assert_ptr_equal(m.route, &TABLE[0]);
+    /* but not by a route of another method */
+    do_match(&m, TABLE, NTABLE, "HEAD", "/auth/login");
+    assert_int_equal(m.st, INK_METHOD);
+    assert_string_equal(m.allow, "POST");
+    match_free(&m);
+}
+
 static void path_parameter_is_captured(void **state)
 {
     (void)state;
@@ -336,6 +350,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(exact_path_and_method_match),
         cmocka_unit_test(method_selects_between_routes_with_the_same_path),
+        cmocka_unit_test(head_is_served_by_the_get_route),
         cmocka_unit_test(path_parameter_is_captured),
         cmocka_unit_test(parameter_at_end_of_pattern_is_captured),
         cmocka_unit_test(several_parameters_are_captured_in_order),
