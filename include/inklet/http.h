@@ -71,7 +71,6 @@ struct ink_req {
     const char *err_code;
     const char *err_message;
     unsigned retry_after; /* seconds; sent as Retry-After when non-zero */
-    char *location;       /* redirect target (owned) */
     char msg_buf[192];    /* backing store for formatted error messages */
 
     void *priv; /* the server's connection context */

@@ -12,7 +12,5 @@ void ink_server_drain(unsigned grace_seconds);
 /** Stops the HTTP threads. Call after the worker pool has stopped: a worker resumes its
  *  suspended connection when it finishes, which needs a live daemon. */
 void ink_server_stop(void);
-/** Requests currently being processed. */
-unsigned ink_server_inflight(void);
 
 #endif

@@ -1,7 +1,8 @@
 /* Request lifecycle (libmicrohttpd calls the access handler several times per request):
  *   1st call     allocate the context, route, read headers; never queue a response here, or MHD
- *                turns off keep-alive for the connection;
- *   data calls   append to a capped body buffer; past the cap answer 413 without reading on;
+ *                turns off keep-alive for the connection (the one exception: a Content-Length
+ *                over the cap is refused at once, the connection closes anyway);
+ *   data calls   append to a capped body buffer; past the cap discard the rest, 413 at the end;
  *   final call   (upload size 0) validate, authenticate, run the handler — inline, or on the
  *                worker pool with the connection suspended for INK_ROUTE_SLOW routes — and queue
  *                the response. After a resume MHD calls once more and the stored result is sent.
@@ -48,11 +49,6 @@ struct conn_ctx {
 
 static struct MHD_Daemon *daemon_handle;
 static atomic_uint inflight;
-
-unsigned ink_server_inflight(void)
-{
-    return atomic_load(&inflight);
-}
 
 /* ---- handler helpers ---------------------------------------------------------------------- */
 
@@ -195,10 +191,6 @@ static enum MHD_Result finish(struct conn_ctx *ctx, enum ink_status st)
         char allow[sizeof ctx->allow + 16];
         snprintf(allow, sizeof allow, "%s, OPTIONS", ctx->allow); /* preflight is always served */
         add_header(r, "Allow", allow);
-    }
-    if (req->location) {
-        add_header(r, "Location", req->location);
-        add_header(r, "Referrer-Policy", "no-referrer");
     }
     if (atomic_load(&ink_app.draining))
         add_header(r, "Connection", "close");
@@ -432,7 +424,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                     ctx->req.auth.user_id, ctx->req.client_ip);
     json_decref(ctx->req.json);
     json_decref(ctx->req.resp);
-    free(ctx->req.location);
     free(ctx->req.resp_text);
     free(ctx->scratch);
     ink_buf_free(&ctx->body);
