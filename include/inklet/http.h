@@ -57,7 +57,6 @@ struct ink_req {
     json_t *json; /* parsed body on JSON routes; NULL when there was no body */
     const char *user_agent;
     const char *authorization;
-    const char *stripe_signature;
     char client_ip[48]; /* after the trusted-proxy rule */
     char peer_ip[48];   /* the socket peer */
     char request_id[65];

@@ -321,7 +321,6 @@ static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, co
 
     req->authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
     req->user_agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
-    req->stripe_signature = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Stripe-Signature");
     ctx->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     ctx->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
 
