@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KEEPALIVE_S 30
 #define PENDING_SLOTS 4096
@@ -32,30 +33,30 @@ static struct {
     pthread_mutex_t lock;
     struct pending pending[PENDING_SLOTS];
     atomic_ullong received, published, acked, dropped, processed;
-} link = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} mq = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 bool ink_broker_connected(void)
 {
-    return atomic_load(&link.connected);
+    return atomic_load(&mq.connected);
 }
 
 void ink_broker_count_drop(void)
 {
-    atomic_fetch_add(&link.dropped, 1);
+    atomic_fetch_add(&mq.dropped, 1);
 }
 
 void ink_broker_count_processed(void)
 {
-    atomic_fetch_add(&link.processed, 1);
+    atomic_fetch_add(&mq.processed, 1);
 }
 
 void ink_broker_get_stats(struct ink_broker_stats *out)
 {
-    out->processed = atomic_load(&link.processed);
-    out->received = atomic_load(&link.received);
-    out->published = atomic_load(&link.published);
-    out->acked = atomic_load(&link.acked);
-    out->dropped = atomic_load(&link.dropped);
+    out->processed = atomic_load(&mq.processed);
+    out->received = atomic_load(&mq.received);
+    out->published = atomic_load(&mq.published);
+    out->acked = atomic_load(&mq.acked);
+    out->dropped = atomic_load(&mq.dropped);
 }
 
 static void on_connect(struct mosquitto *m, void *obj, int rc)
@@ -65,18 +66,18 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
         ink_warn("broker refused the connection: %s", mosquitto_connack_string(rc));
         return;
     }
-    int src = mosquitto_subscribe(m, NULL, link.subscription, 1);
+    int src = mosquitto_subscribe(m, NULL, mq.subscription, 1);
     if (src != MOSQ_ERR_SUCCESS)
         ink_warn("broker subscribe failed: %s", mosquitto_strerror(src));
-    atomic_store(&link.connected, true);
-    ink_info("broker connected; subscribed to %s", link.subscription);
+    atomic_store(&mq.connected, true);
+    ink_info("broker connected; subscribed to %s", mq.subscription);
 }
 
 static void on_disconnect(struct mosquitto *m, void *obj, int rc)
 {
     (void)m;
     (void)obj;
-    atomic_store(&link.connected, false);
+    atomic_store(&mq.connected, false);
     if (rc != 0)
         ink_warn("broker connection lost; reconnecting with back-off");
 }
@@ -85,7 +86,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 {
     (void)m;
     (void)obj;
-    atomic_fetch_add(&link.received, 1);
+    atomic_fetch_add(&mq.received, 1);
     char thing[INK_THING_NAME_MAX + 1];
     enum ink_up_kind kind;
     if (!msg->topic || !ink_topic_parse_up(msg->topic, thing, &kind) || msg->payloadlen < 0 ||
@@ -99,16 +100,16 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 
 static struct pending *slot_for(int mid)
 {
-    return &link.pending[(unsigned)mid % PENDING_SLOTS];
+    return &mq.pending[(unsigned)mid % PENDING_SLOTS];
 }
 
 static void on_publish(struct mosquitto *m, void *obj, int mid)
 {
     (void)m;
     (void)obj;
-    atomic_fetch_add(&link.acked, 1);
+    atomic_fetch_add(&mq.acked, 1);
     char id[INK_UUID_STRLEN + 1] = "";
-    pthread_mutex_lock(&link.lock);
+    pthread_mutex_lock(&mq.lock);
     struct pending *p = slot_for(mid);
     if (p->mid == mid && p->command_id[0]) {
         memcpy(id, p->command_id, sizeof id);
@@ -119,7 +120,7 @@ static void on_publish(struct mosquitto *m, void *obj, int mid)
         p->early_ack = true;
         p->command_id[0] = '\0';
     }
-    pthread_mutex_unlock(&link.lock);
+    pthread_mutex_unlock(&mq.lock);
     if (id[0])
         ink_ingest_command_acked(id);
 }
@@ -127,19 +128,19 @@ static void on_publish(struct mosquitto *m, void *obj, int mid)
 enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id,
                                        const char *payload, size_t len)
 {
-    if (!link.mosq || !atomic_load(&link.connected))
+    if (!mq.mosq || !atomic_load(&mq.connected))
         return INK_UNAVAILABLE;
     char topic[INK_THING_NAME_MAX + 32];
     ink_topic_down_cmd(thing, topic, sizeof topic);
     int mid = 0;
-    int rc = mosquitto_publish(link.mosq, &mid, topic, (int)len, payload, 1, false);
+    int rc = mosquitto_publish(mq.mosq, &mid, topic, (int)len, payload, 1, false);
     if (rc != MOSQ_ERR_SUCCESS) {
         ink_warn("publish to %s failed: %s", topic, mosquitto_strerror(rc));
         return INK_UNAVAILABLE;
     }
-    atomic_fetch_add(&link.published, 1);
+    atomic_fetch_add(&mq.published, 1);
     bool acked_already = false;
-    pthread_mutex_lock(&link.lock);
+    pthread_mutex_lock(&mq.lock);
     struct pending *p = slot_for(mid);
     if (p->mid == mid && p->early_ack) {
         acked_already = true;
@@ -150,7 +151,7 @@ enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id
         p->early_ack = false;
         snprintf(p->command_id, sizeof p->command_id, "%s", command_id);
     }
-    pthread_mutex_unlock(&link.lock);
+    pthread_mutex_unlock(&mq.lock);
     if (acked_already)
         ink_ingest_command_acked(command_id);
     return INK_OK;
@@ -197,34 +198,34 @@ bool ink_broker_start(void)
         return false;
     }
     if (cfg->mqtt_share_group && *cfg->mqtt_share_group)
-        snprintf(link.subscription, sizeof link.subscription, "$share/%s/inklet/dev/+/up/#",
+        snprintf(mq.subscription, sizeof mq.subscription, "$share/%s/inklet/dev/+/up/#",
                  cfg->mqtt_share_group);
     else
-        snprintf(link.subscription, sizeof link.subscription, "inklet/dev/+/up/#");
+        snprintf(mq.subscription, sizeof mq.subscription, "inklet/dev/+/up/#");
     mosquitto_lib_init();
-    link.mosq = mosquitto_new(cfg->mqtt_client_id, true, NULL);
-    if (!link.mosq) {
+    mq.mosq = mosquitto_new(cfg->mqtt_client_id, true, NULL);
+    if (!mq.mosq) {
         ink_error("cannot create the MQTT client");
         return false;
     }
-    mosquitto_int_option(link.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
-    mosquitto_connect_callback_set(link.mosq, on_connect);
-    mosquitto_disconnect_callback_set(link.mosq, on_disconnect);
-    mosquitto_message_callback_set(link.mosq, on_message);
-    mosquitto_publish_callback_set(link.mosq, on_publish);
-    mosquitto_reconnect_delay_set(link.mosq, 1, 30, true);
+    mosquitto_int_option(mq.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    mosquitto_connect_callback_set(mq.mosq, on_connect);
+    mosquitto_disconnect_callback_set(mq.mosq, on_disconnect);
+    mosquitto_message_callback_set(mq.mosq, on_message);
+    mosquitto_publish_callback_set(mq.mosq, on_publish);
+    mosquitto_reconnect_delay_set(mq.mosq, 1, 30, true);
     if (tls) {
-        int rc = mosquitto_tls_set(link.mosq, cfg->mqtt_ca_file, NULL, cfg->mqtt_cert_file,
+        int rc = mosquitto_tls_set(mq.mosq, cfg->mqtt_ca_file, NULL, cfg->mqtt_cert_file,
                                    cfg->mqtt_key_file, NULL);
         if (rc != MOSQ_ERR_SUCCESS) {
             ink_error("MQTT TLS setup failed: %s", mosquitto_strerror(rc));
             return false;
         }
     }
-    int rc = mosquitto_connect_async(link.mosq, host, port, KEEPALIVE_S);
+    int rc = mosquitto_connect_async(mq.mosq, host, port, KEEPALIVE_S);
     if (rc != MOSQ_ERR_SUCCESS)
         ink_warn("broker not reachable yet (%s); will keep trying", mosquitto_strerror(rc));
-    if (mosquitto_loop_start(link.mosq) != MOSQ_ERR_SUCCESS) {
+    if (mosquitto_loop_start(mq.mosq) != MOSQ_ERR_SUCCESS) {
         ink_error("cannot start the MQTT network thread");
         return false;
     }
@@ -233,12 +234,16 @@ bool ink_broker_start(void)
 
 void ink_broker_stop(void)
 {
-    if (!link.mosq)
+    if (!mq.mosq)
         return;
-    mosquitto_disconnect(link.mosq);
-    mosquitto_loop_stop(link.mosq, true);
-    mosquitto_destroy(link.mosq);
-    link.mosq = NULL;
-    atomic_store(&link.connected, false);
+    /* Let the network thread finish the DISCONNECT and go idle before it is cancelled, so it
+     * is never cancelled inside a callback (bounded: a dead broker must not hold up shutdown). */
+    mosquitto_disconnect(mq.mosq);
+    for (int i = 0; i < 100 && atomic_load(&mq.connected); i++)
+        usleep(10000);
+    mosquitto_loop_stop(mq.mosq, true);
+    mosquitto_destroy(mq.mosq);
+    mq.mosq = NULL;
+    atomic_store(&mq.connected, false);
     mosquitto_lib_cleanup();
 }

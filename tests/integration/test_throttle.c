@@ -288,7 +288,7 @@ static void test_excess_password_hashes_get_503_and_health_stays_fast(void **sta
         skip(); /* seconds-long hashes under valgrind would only measure valgrind */
     /* one hash at a time, each far longer than the 2 s a waiting hash may queue */
     struct itest_daemon *d = itest_daemon_start((const char *const[]){
-        "HASH_CONCURRENCY=1", "ARGON2_MEMORY_KIB=262144", "ARGON2_ITERATIONS=30", NULL});
+        "HASH_CONCURRENCY=1", "ARGON2_MEMORY_KIB=262144", "ARGON2_ITERATIONS=15", NULL});
     assert_non_null(d);
     enum { N = 3 };
     struct reg_job jobs[N];
