@@ -295,6 +295,43 @@ static int decode_status(int st)
     return -1;
 }
 
+pid_t itest_spawn_program(const char *const argv[], char *const envp[], const char *out_path,
+                          const char *err_path)
+{
+    int out = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int err = strcmp(out_path, err_path) == 0
+                  ? out
+                  : open(err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_t parent = getpid();
+    pid_t pid = (out < 0 || err < 0 || devnull < 0) ? -1 : fork();
+    if (pid == 0) {
+        /* never outlive the test runner */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        dup2(devnull, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        close_range(3, ~0U, 0);
+        sigset_t all;
+        sigemptyset(&all);
+        sigprocmask(SIG_SETMASK, &all, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        execvpe(argv[0], (char *const *)argv, envp ? envp : environ);
+        _exit(127);
+    }
+    if (pid < 0)
+        perror("inklet-itest: spawn");
+    if (out >= 0)
+        close(out);
+    if (err >= 0 && err != out)
+        close(err);
+    if (devnull >= 0)
+        close(devnull);
+    return pid;
+}
+
 pid_t itest_spawn(const char *const args[], const char *const env[], const char *out_path,
                   const char *err_path)
 {
@@ -316,37 +353,7 @@ pid_t itest_spawn(const char *const args[], const char *const env[], const char 
     for (size_t i = 0; env && env[i]; i++)
         env_put(&e, env[i]);
 
-    int out = open(out_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int err = strcmp(out_path, err_path) == 0
-                  ? out
-                  : open(err_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    pid_t parent = getpid();
-    pid_t pid = (out < 0 || err < 0 || devnull < 0) ? -1 : fork();
-    if (pid == 0) {
-        /* never outlive the test runner */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(devnull, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        close_range(3, ~0U, 0);
-        sigset_t all;
-        sigemptyset(&all);
-        sigprocmask(SIG_SETMASK, &all, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        execvpe(argv[0], (char *const *)argv, e.v);
-        _exit(127);
-    }
-    if (pid < 0)
-        perror("inklet-itest: spawn");
-    if (out >= 0)
-        close(out);
-    if (err >= 0 && err != out)
-        close(err);
-    if (devnull >= 0)
-        close(devnull);
+    pid_t pid = itest_spawn_program(argv, e.v, out_path, err_path);
     env_free(&e);
     free(wrapper);
     return pid;

@@ -64,6 +64,11 @@ struct itest_proc {
     char *err;  /* captured stderr (NUL-terminated, owned) */
 };
 
+/** Starts argv[0] (searched in PATH) with `envp` (NULL: this process's environment), stdin from
+ *  /dev/null and output appended to out_path / err_path (may be the same file). The child dies
+ *  with the test runner. Returns the pid or -1. */
+pid_t itest_spawn_program(const char *const argv[], char *const envp[], const char *out_path,
+                          const char *err_path);
 /** Starts inkletd (through the wrapper) with `args` (NULL-terminated) and the base environment
  *  plus `env` overrides ("KEY=VALUE"; "KEY" alone unsets), without waiting. Returns the pid or
  *  -1. Output goes to the files named by out_path / err_path. */

@@ -6,7 +6,6 @@
 #include "mqtt_client.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <libpq-fe.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -17,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -508,28 +506,7 @@ static void sim_start(struct sim *s)
                           "--heartbeat-seconds",
                           "1",
                           NULL};
-    int out = open(s->out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    assert_true(out >= 0 && devnull >= 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        dup2(devnull, 0);
-        dup2(out, 1);
-        dup2(out, 2);
-        close_range(3, ~0U, 0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        execv(path, (char *const *)argv);
-        _exit(127);
-    }
-    close(out);
-    close(devnull);
+    pid_t pid = itest_spawn_program(argv, NULL, s->out, s->out);
     assert_true(pid > 0);
     s->pid = pid;
     for (int i = 0; i < MAX_SIMS; i++) {
@@ -666,7 +643,6 @@ static unsigned long long metric(const char *name)
 {
     return metric_of(D, name);
 }
-
 
 /* ---- several instances ---------------------------------------------------------------------- */
 
