@@ -10,6 +10,10 @@
 
 /* The device groups live in their own file, which may not be part of every build yet. */
 extern int itest_group_devices(void) __attribute__((weak));
+/* Groups added by the hardening work, each in its own file. */
+extern int itest_group_framing(void) __attribute__((weak));
+extern int itest_group_broker_link(void) __attribute__((weak));
+extern int itest_group_hardening(void) __attribute__((weak));
 
 static bool migrate_twice_at_once(void)
 {
@@ -55,9 +59,15 @@ int main(void)
     failed += itest_group_sessions();
     failed += itest_group_http();
     failed += itest_group_throttle();
+    if (itest_group_framing)
+        failed += itest_group_framing();
+    if (itest_group_hardening)
+        failed += itest_group_hardening();
     if (itest_group_devices)
         failed += itest_group_devices();
     failed += itest_group_mqtts();
+    if (itest_group_broker_link)
+        failed += itest_group_broker_link();
     failed += itest_group_outage(); /* last: it stops and restarts PostgreSQL */
     failed += itest_fixture_failures;
     fprintf(stderr, "inklet-itest: %d failure(s) in %.1f s\n", failed,
