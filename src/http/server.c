@@ -419,8 +419,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     double ms = (double)(ink_now_mono_us() - ctx->start_us) / 1000.0;
     const char *route = ctx->req.route ? ctx->req.route->pattern : "(unmatched)";
     ink_metrics_observe_request(ctx->req.route, ctx->http_status, ms);
-    ink_log_request(ctx->req.request_id, ctx->req.method, route, ctx->http_status, ms,
-                    ctx->req.auth.user_id, ctx->req.client_ip);
+    ink_log_request(&(struct ink_request_log){ctx->req.request_id, ctx->req.method, route,
+                                              ctx->http_status, ms, ctx->req.auth.user_id,
+                                              ctx->req.client_ip});
     json_decref(ctx->req.json);
     json_decref(ctx->req.resp);
     free(ctx->req.resp_text);
