@@ -4,6 +4,7 @@
 #include "inklet/app.h"
 #include "inklet/json.h"
 #include "inklet/log.h"
+#include "inklet/text.h"
 #include "inklet/token.h"
 #include "session_cache.h"
 
@@ -102,9 +103,10 @@ enum ink_status ink_session_start(struct ink_db *db, const char *user_id, const 
     hash_hex(out->refresh, hash);
     snprintf(max_ttl, sizeof max_ttl, "%u", ink_app.cfg.session_max_ttl);
     snprintf(idle_ttl, sizeof idle_ttl, "%u", ink_app.cfg.refresh_idle_ttl);
-    /* a hostile User-Agent is stored, but bounded */
+    /* a hostile User-Agent is stored, but as bounded, well-formed UTF-8: PostgreSQL refuses
+     * invalid UTF-8, and a header value must never fail a sign-in */
     char ua[256];
-    snprintf(ua, sizeof ua, "%s", user_agent ? user_agent : "");
+    ink_utf8_sanitize(user_agent, ua, sizeof ua);
     const char *params[] = {out->session_id, user_id, user_agent ? ua : NULL, ip, max_ttl, hash,
                             idle_ttl};
     enum ink_status st = ink_db_exec(db, &SQL_SESSION_START, 7, params, NULL);
