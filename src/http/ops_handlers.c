@@ -36,11 +36,13 @@ enum ink_status ink_h_ready(struct ink_req *req)
     return ink_reply(req, ok ? 200 : 503, body);
 }
 
+/* Loopback means the client after the trusted-proxy rule, not the socket peer: behind a local
+ * reverse proxy every request arrives from loopback. */
 static bool metrics_allowed(struct ink_req *req)
 {
     unsigned char addr[16];
     static const unsigned char v6_loopback[16] = {[15] = 1};
-    if (ink_ip_parse(req->peer_ip, addr) &&
+    if (ink_ip_parse(req->client_ip, addr) &&
         ((addr[10] == 0xff && addr[11] == 0xff && addr[12] == 127) ||
          memcmp(addr, v6_loopback, 16) == 0))
         return true;
