@@ -27,4 +27,10 @@ bool ink_cidr_list_contains(const struct ink_cidr_list *list, const unsigned cha
 void ink_client_ip(const struct ink_cidr_list *trusted, const char *peer, const char *xff,
                    char *out, size_t outlen);
 
+/** The rate-limit bucket key of a client address (canonical text from ink_client_ip): an IPv4
+ *  address stands for itself, an IPv6 address for its /64 ("2001:db8:1:2::/64"), since one
+ *  subscriber is routinely given a whole /64. Anything that is not an address is used as is.
+ *  `out` needs at least 48 bytes. */
+void ink_ip_rate_key(const char *client_ip, char *out, size_t outlen);
+
 #endif

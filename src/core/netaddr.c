@@ -151,3 +151,20 @@ void ink_client_ip(const struct ink_cidr_list *trusted, const char *peer, const 
         end = start > xff ? start - 1 : xff;
     }
 }
+
+void ink_ip_rate_key(const char *client_ip, char *out, size_t outlen)
+{
+    unsigned char a[16];
+    if (!ink_ip_parse(client_ip, a)) {
+        snprintf(out, outlen, "%s", client_ip);
+        return;
+    }
+    if (is_v4_mapped(a)) {
+        format_ip(a, out, outlen);
+        return;
+    }
+    memset(a + 8, 0, 8);
+    char text[INET6_ADDRSTRLEN];
+    format_ip(a, text, sizeof text);
+    snprintf(out, outlen, "%s/64", text);
+}

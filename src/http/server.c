@@ -259,7 +259,9 @@ static enum ink_status prepare(struct conn_ctx *ctx)
     if ((route->flags & INK_ROUTE_JSON_REQ) && !req->json)
         return ink_fail(req, INK_INVALID, "invalid_json", "A JSON object body is required.");
     if (route->rate != INK_RATE_NONE) {
-        unsigned wait = ink_ratelimit_take(route->rate, req->client_ip);
+        char key[64];
+        ink_ip_rate_key(req->client_ip, key, sizeof key);
+        unsigned wait = ink_ratelimit_take(route->rate, key);
         if (wait) {
             req->retry_after = wait;
             return ink_fail(req, INK_RATE_LIMITED, "rate_limited",
@@ -303,6 +305,27 @@ static enum MHD_Result dispatch(struct conn_ctx *ctx)
     return finish(ctx, req->route->handler(req));
 }
 
+/* Every X-Forwarded-For line, joined in order with ", ": proxies append their own line, and
+ * only the first would be seen by MHD_lookup_connection_value (RFC 9110 §5.3 makes them one
+ * list). The cap is above MHD's whole header space; if it were ever reached the header is
+ * dropped entirely (the client is then the proxy), never cut, since cutting would lose the
+ * proxy-appended end. */
+#define XFF_LIMIT (128 * 1024)
+
+static enum MHD_Result join_forwarded_for(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value)
+{
+    (void)kind;
+    struct ink_buf *b = cls;
+    if (!value || strcasecmp(key, "X-Forwarded-For") != 0 || b->limit == 0)
+        return MHD_YES;
+    if ((b->len && !ink_buf_append(b, ", ", 2)) || !ink_buf_append(b, value, strlen(value))) {
+        ink_buf_free(b);
+        b->limit = 0; /* refuse the rest too */
+    }
+    return MHD_YES;
+}
+
 static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, const char *method)
 {
     struct conn_ctx *ctx = ink_calloc(1, sizeof *ctx);
@@ -337,9 +360,12 @@ static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, co
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer,
                       sizeof req->peer_ip);
     }
-    ink_client_ip(&ink_app.trusted_proxies, peer,
-                  MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-For"),
-                  req->client_ip, sizeof req->client_ip);
+    struct ink_buf xff;
+    ink_buf_init(&xff, XFF_LIMIT);
+    if (ink_app.trusted_proxies.count)
+        MHD_get_connection_values(conn, MHD_HEADER_KIND, join_forwarded_for, &xff);
+    ink_client_ip(&ink_app.trusted_proxies, peer, xff.data, req->client_ip, sizeof req->client_ip);
+    ink_buf_free(&xff);
 
     ctx->scratch = ink_malloc(strlen(url) + 1);
     ctx->match = ink_route_match(ink_routes, ink_routes_count, method, url, ctx->scratch,

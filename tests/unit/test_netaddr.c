@@ -277,6 +277,33 @@ static void longest_ipv6_text_fits_the_documented_46_bytes(void **state)
     assert_string_equal(out, "1111:2222:3333:4444:5555:6666:7777:8888");
 }
 
+static void rate_key_is_the_ipv4_address_and_the_ipv6_slash_64(void **state)
+{
+    (void)state;
+    char k[64];
+    ink_ip_rate_key("192.0.2.1", k, sizeof k);
+    assert_string_equal(k, "192.0.2.1");
+    ink_ip_rate_key("192.0.2.2", k, sizeof k);
+    assert_string_equal(k, "192.0.2.2");
+    /* every address of one /64 shares a key; the next /64 does not */
+    ink_ip_rate_key("2001:db8:1:2::1", k, sizeof k);
+    assert_string_equal(k, "2001:db8:1:2::/64");
+    ink_ip_rate_key("2001:db8:1:2:ffff:ffff:ffff:ffff", k, sizeof k);
+    assert_string_equal(k, "2001:db8:1:2::/64");
+    ink_ip_rate_key("2001:db8:1:3::1", k, sizeof k);
+    assert_string_equal(k, "2001:db8:1:3::/64");
+    ink_ip_rate_key("::1", k, sizeof k);
+    assert_string_equal(k, "::/64");
+    /* a v4-mapped address is IPv4 */
+    ink_ip_rate_key("::ffff:198.51.100.7", k, sizeof k);
+    assert_string_equal(k, "198.51.100.7");
+    ink_ip_rate_key("unknown", k, sizeof k);
+    assert_string_equal(k, "unknown");
+    /* the longest IPv6 prefix text still fits the documented 48 bytes */
+    ink_ip_rate_key("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", k, 48);
+    assert_string_equal(k, "ffff:ffff:ffff:ffff::/64");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +323,7 @@ int main(void)
         cmocka_unit_test(ipv6_peers_and_hops),
         cmocka_unit_test(long_forwarded_for_cannot_hide_the_proxy_appended_client),
         cmocka_unit_test(longest_ipv6_text_fits_the_documented_46_bytes),
+        cmocka_unit_test(rate_key_is_the_ipv4_address_and_the_ipv6_slash_64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
