@@ -1,8 +1,11 @@
 /** PostgreSQL connection pool with per-connection prepared statements.
  *
- *  A connection that fails is closed and reopened on a later acquire, and a failure discovered on
- *  one connection marks every idle one for a liveness check, so a database restart costs a
- *  handful of 503s and then heals without restarting the daemon. */
+ *  No wait on the database is unbounded: every connection runs in libpq's non-blocking mode and
+ *  every wait (pool, connect, statement) ends at a deadline — the calling thread's request
+ *  deadline (inklet/deadline.h) or DB_TIMEOUT from the call. Missing it gives INK_UNAVAILABLE and
+ *  closes that connection. A connection that fails is reopened on a later acquire, and a failure
+ *  discovered on one connection marks every idle one for a liveness check, so a database restart
+ *  or hang costs the requests of that moment a 503 each and then heals without a restart. */
 #ifndef INKLET_DB_H
 #define INKLET_DB_H
 #include "inklet/status.h"
@@ -18,25 +21,28 @@ struct ink_sql {
 
 struct ink_db;
 
-/** Creates the pool (connections open lazily). */
-void ink_db_pool_init(const char *conninfo, unsigned size);
+/** Creates the pool (connections open lazily); `timeout_ms` is DB_TIMEOUT. */
+void ink_db_pool_init(const char *conninfo, unsigned size, unsigned timeout_ms);
 void ink_db_pool_close(void);
-/** Waits up to 2 s for a connection. INK_UNAVAILABLE when the database cannot be reached or the
- *  pool stays exhausted. */
+/** Takes a connection, open and checked, for work that must finish by the thread's deadline (or
+ *  DB_TIMEOUT from now): every statement on it until release shares that deadline.
+ *  INK_UNAVAILABLE when no connection is free in time or the database cannot be reached. */
 enum ink_status ink_db_acquire(struct ink_db **out);
 void ink_db_release(struct ink_db *db);
 
 /** A connection outside the pool for a long-lived worker (e.g. MQTT ingest). `session_sql` runs
  *  after every (re)connect, e.g. "SET synchronous_commit = off". Connects lazily. */
 struct ink_db *ink_db_private_new(const char *session_sql);
-/** Makes sure the private connection is open; INK_UNAVAILABLE if the database is unreachable. */
+/** Makes sure the private connection is open and starts its deadline for the work that follows
+ *  (as ink_db_acquire does); INK_UNAVAILABLE if the database is unreachable in time. */
 enum ink_status ink_db_private_ready(struct ink_db *db);
 void ink_db_private_free(struct ink_db *db);
 
 /** Runs a prepared statement (prepared on first use on this connection). On INK_OK *res holds the
  *  result (caller PQclear; res may be NULL to discard). Errors: INK_UNAVAILABLE (connection
- *  lost; retryable), INK_CONFLICT (unique violation; ink_db_conflict_constraint() names it),
- *  INK_INTERNAL (anything else; logged without parameters). */
+ *  lost, deadline missed, statement timeout, serialization failure; retryable), INK_CONFLICT
+ * (unique violation; ink_db_conflict_constraint() names it), INK_INTERNAL (anything else; logged
+ * without parameters). */
 enum ink_status ink_db_exec(struct ink_db *db, const struct ink_sql *sql, int nparams,
                             const char *const *params, PGresult **res);
 /** The constraint named by the last unique violation on this connection, or "". */
@@ -48,10 +54,19 @@ enum ink_status ink_db_simple(struct ink_db *db, const char *sql);
 enum ink_status ink_db_query(const struct ink_sql *sql, int nparams, const char *const *params,
                              PGresult **res);
 
-/** True when the database answered a trivial query within the last second (cached ≤ 1 s). */
-bool ink_db_healthy(void);
-/** Connections in use / waiters, for /metrics. */
-void ink_db_pool_stats(unsigned *in_use, unsigned *waiting, unsigned *size);
+/** Readiness: a thread with its own connection pings the database every 500 ms, so a busy pool
+ *  is never mistaken for a dead database. */
+bool ink_db_monitor_start(void);
+void ink_db_monitor_stop(void);
+/** True when the last ping succeeded and one succeeded within the last 1.5 s. Never blocks. */
+bool ink_db_ready(void);
+
+struct ink_db_stats {
+    unsigned in_use, waiting, size;
+    unsigned long long timeouts; /* waits that hit their deadline, statement timeouts included */
+};
+/** For /metrics. */
+void ink_db_pool_stats(struct ink_db_stats *out);
 
 /** Helpers to read result columns. */
 static inline const char *ink_db_str(const PGresult *r, int row, int col)

@@ -20,8 +20,11 @@ enum ink_route_flags {
     INK_ROUTE_AUTH = 1 << 0,     /* Bearer access token required; req->auth is filled */
     INK_ROUTE_JSON = 1 << 1,     /* body, when present, must be a JSON object (req->json) */
     INK_ROUTE_JSON_REQ = 1 << 2, /* a JSON object body is required */
-    INK_ROUTE_SLOW = 1 << 3,     /* runs on the worker pool (password hashing, upstream calls) */
+    INK_ROUTE_SLOW = 1 << 3,     /* runs on the hashing lane (password hashing, upstream calls) */
     INK_ROUTE_RAW_1MB = 1 << 4,  /* raw body up to 1 MiB, not parsed (Stripe webhook) */
+    INK_ROUTE_INLINE = 1 << 5,   /* runs on the HTTP thread: must never wait on anything (no
+                                    database, no upstream, no AUTH); every other route runs on a
+                                    worker lane */
 };
 
 enum ink_rate_class {
@@ -88,7 +91,7 @@ enum ink_status ink_fail(struct ink_req *req, enum ink_status st, const char *co
                          const char *message);
 /** 400 `invalid_request` naming the missing or mistyped field. Returns INK_INVALID. */
 enum ink_status ink_fail_field(struct ink_req *req, const char *field);
-/** A query-string argument; only valid on routes without INK_ROUTE_SLOW. */
+/** A query-string argument (the first of that name; at most 8 are kept). */
 const char *ink_req_query(struct ink_req *req, const char *name);
 
 /** Matches method+path against the table. On INK_OK *route is set and params filled (pointing

@@ -4,13 +4,15 @@
 #define INKLET_SERVER_H
 #include <stdbool.h>
 
-/** Starts listening per ink_app.cfg. */
+/** Starts the worker lanes (DB_POOL_SIZE request workers; HASH_CONCURRENCY + 1 hashing workers
+ *  at nice 10) and listens per ink_app.cfg. */
 bool ink_server_start(void);
-/** Starts draining: /health turns 503, the listener closes, and in-flight requests get up to
- *  `grace_seconds` to finish. The server keeps serving the connections it has. */
+/** Starts draining: /health turns 503, every response closes its connection, and in-flight
+ *  requests get up to `grace_seconds` to finish. Requests that still arrive are served. */
 void ink_server_drain(unsigned grace_seconds);
-/** Stops the HTTP threads. Call after the worker pool has stopped: a worker resumes its
- *  suspended connection when it finishes, which needs a live daemon. */
+/** Lets the worker lanes finish what is queued, then stops the HTTP threads. */
 void ink_server_stop(void);
+/** Jobs waiting for a worker in each lane (metrics). */
+void ink_server_queue_stats(unsigned *requests, unsigned *hashing);
 
 #endif

@@ -350,9 +350,41 @@ svc_pg_start() {
   svc_log "postgres: ready on 127.0.0.1:$port (socket in $home)"
 }
 
+# _svc_pg_pids DIR: the postmaster's pid and its children's (backends, checkpointer, ...).
+_svc_pg_pids() {
+  local home pm
+  home="$(_svc_pg_home "$1")"
+  [[ -r "$home/data/postmaster.pid" ]] || return 0
+  pm="$(head -n 1 "$home/data/postmaster.pid")"
+  [[ "$pm" =~ ^[0-9]+$ ]] && kill -0 "$pm" 2>/dev/null || return 0
+  printf '%s\n' "$pm"
+  pgrep -P "$pm" || true
+}
+
+# svc_pg_freeze DIR: SIGSTOP the whole cluster, as a hung host would look (connections are
+# accepted by the kernel, nothing ever answers). svc_pg_thaw DIR undoes it.
+svc_pg_freeze() {
+  local pids
+  pids="$(_svc_pg_pids "$1")"
+  [[ -n "$pids" ]] || { svc_err "postgres in $1 is not running"; return 1; }
+  # shellcheck disable=SC2086  # one pid per word
+  _svc_pg_as_owner kill -STOP $pids
+  svc_log "postgres: frozen (SIGSTOP to $(wc -w <<<"$pids") processes)"
+}
+
+svc_pg_thaw() {
+  local pids
+  pids="$(_svc_pg_pids "$1")"
+  [[ -n "$pids" ]] || return 0
+  # shellcheck disable=SC2086
+  _svc_pg_as_owner kill -CONT $pids
+  svc_log "postgres: thawed"
+}
+
 svc_pg_stop() {
   local dir="$1" home
   home="$(_svc_pg_home "$dir")"
+  svc_pg_thaw "$dir" || true # a frozen cluster would never finish a shutdown
   if ! svc_pg_running "$dir"; then
     svc_log "postgres: not running in $dir"
     return 0

@@ -13,7 +13,7 @@ struct job {
     void *arg;
 };
 
-static struct {
+struct ink_workq {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct job *ring;
@@ -22,80 +22,85 @@ static struct {
     pthread_t *threads;
     unsigned nthreads;
     int nice_inc;
-} wq = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+};
 
-static void *worker(void *unused)
+static void *worker(void *arg)
 {
-    (void)unused;
+    struct ink_workq *q = arg;
     /* Linux applies nice per thread */
-    if (wq.nice_inc)
-        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), wq.nice_inc);
-    pthread_mutex_lock(&wq.lock);
+    if (q->nice_inc)
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), q->nice_inc);
+    pthread_mutex_lock(&q->lock);
     for (;;) {
-        while (!wq.count && !wq.stopping)
-            pthread_cond_wait(&wq.cond, &wq.lock);
-        if (!wq.count && wq.stopping)
+        while (!q->count && !q->stopping)
+            pthread_cond_wait(&q->cond, &q->lock);
+        if (!q->count && q->stopping)
             break;
-        struct job j = wq.ring[wq.head];
-        wq.head = (wq.head + 1) % wq.cap;
-        wq.count--;
-        pthread_mutex_unlock(&wq.lock);
+        struct job j = q->ring[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+        pthread_mutex_unlock(&q->lock);
         j.fn(j.arg);
-        pthread_mutex_lock(&wq.lock);
+        pthread_mutex_lock(&q->lock);
     }
-    pthread_mutex_unlock(&wq.lock);
+    pthread_mutex_unlock(&q->lock);
     return NULL;
 }
 
-bool ink_workq_start(unsigned threads, unsigned capacity, int nice_inc)
+struct ink_workq *ink_workq_start(unsigned threads, unsigned capacity, int nice_inc)
 {
-    wq.ring = ink_calloc(capacity, sizeof *wq.ring);
-    wq.cap = capacity;
-    wq.head = wq.count = 0;
-    wq.stopping = false;
-    wq.nice_inc = nice_inc;
-    wq.threads = ink_calloc(threads, sizeof *wq.threads);
+    struct ink_workq *q = ink_calloc(1, sizeof *q);
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->cond, NULL);
+    q->ring = ink_calloc(capacity, sizeof *q->ring);
+    q->cap = capacity;
+    q->nice_inc = nice_inc;
+    q->threads = ink_calloc(threads, sizeof *q->threads);
     for (unsigned i = 0; i < threads; i++) {
-        if (pthread_create(&wq.threads[i], NULL, worker, NULL) != 0)
-            return false;
-        wq.nthreads++;
+        if (pthread_create(&q->threads[i], NULL, worker, q) != 0) {
+            ink_workq_stop(q);
+            return NULL;
+        }
+        q->nthreads++;
     }
-    return true;
+    return q;
 }
 
-bool ink_workq_submit(void (*fn)(void *), void *arg)
+bool ink_workq_submit(struct ink_workq *q, void (*fn)(void *), void *arg)
 {
-    pthread_mutex_lock(&wq.lock);
-    if (wq.stopping || wq.count == wq.cap || !wq.ring) {
-        pthread_mutex_unlock(&wq.lock);
+    pthread_mutex_lock(&q->lock);
+    if (q->stopping || q->count == q->cap) {
+        pthread_mutex_unlock(&q->lock);
         return false;
     }
-    wq.ring[(wq.head + wq.count) % wq.cap] = (struct job){fn, arg};
-    wq.count++;
-    pthread_cond_signal(&wq.cond);
-    pthread_mutex_unlock(&wq.lock);
+    q->ring[(q->head + q->count) % q->cap] = (struct job){fn, arg};
+    q->count++;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
     return true;
 }
 
-unsigned ink_workq_pending(void)
+unsigned ink_workq_pending(struct ink_workq *q)
 {
-    pthread_mutex_lock(&wq.lock);
-    unsigned n = wq.count;
-    pthread_mutex_unlock(&wq.lock);
+    pthread_mutex_lock(&q->lock);
+    unsigned n = q->count;
+    pthread_mutex_unlock(&q->lock);
     return n;
 }
 
-void ink_workq_stop(void)
+void ink_workq_stop(struct ink_workq *q)
 {
-    pthread_mutex_lock(&wq.lock);
-    wq.stopping = true;
-    pthread_cond_broadcast(&wq.cond);
-    pthread_mutex_unlock(&wq.lock);
-    for (unsigned i = 0; i < wq.nthreads; i++)
-        pthread_join(wq.threads[i], NULL);
-    free(wq.threads);
-    free(wq.ring);
-    wq.threads = NULL;
-    wq.ring = NULL;
-    wq.nthreads = 0;
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->lock);
+    q->stopping = true;
+    pthread_cond_broadcast(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+    for (unsigned i = 0; i < q->nthreads; i++)
+        pthread_join(q->threads[i], NULL);
+    pthread_mutex_destroy(&q->lock);
+    pthread_cond_destroy(&q->cond);
+    free(q->threads);
+    free(q->ring);
+    free(q);
 }

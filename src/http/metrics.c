@@ -5,7 +5,7 @@
 #include "inklet/buf.h"
 #include "inklet/db.h"
 #include "inklet/password.h"
-#include "inklet/workq.h"
+#include "inklet/server.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -95,17 +95,25 @@ char *ink_metrics_render(void)
     appendf(&b, "inklet_http_request_duration_ms_sum %.3f\n",
             (double)atomic_load(&latency_sum_us) / 1000.0);
     appendf(&b, "inklet_http_request_duration_ms_count %llu\n", cum);
-    unsigned in_use, waiting, size;
-    ink_db_pool_stats(&in_use, &waiting, &size);
+    struct ink_db_stats db;
+    ink_db_pool_stats(&db);
     appendf(&b,
             "# TYPE inklet_db_pool_in_use gauge\ninklet_db_pool_in_use %u\n"
             "# TYPE inklet_db_pool_waiting gauge\ninklet_db_pool_waiting %u\n"
-            "# TYPE inklet_db_pool_size gauge\ninklet_db_pool_size %u\n",
-            in_use, waiting, size);
+            "# TYPE inklet_db_pool_size gauge\ninklet_db_pool_size %u\n"
+            "# HELP inklet_db_timeouts_total Database waits that reached their deadline.\n"
+            "# TYPE inklet_db_timeouts_total counter\ninklet_db_timeouts_total %llu\n"
+            "# TYPE inklet_db_ready gauge\ninklet_db_ready %d\n",
+            db.in_use, db.waiting, db.size, db.timeouts, ink_db_ready() ? 1 : 0);
+    unsigned q_requests, q_hashing;
+    ink_server_queue_stats(&q_requests, &q_hashing);
     appendf(&b,
             "# TYPE inklet_password_hash_waiting gauge\ninklet_password_hash_waiting %u\n"
-            "# TYPE inklet_worker_queue_pending gauge\ninklet_worker_queue_pending %u\n",
-            ink_password_waiting(), ink_workq_pending());
+            "# TYPE inklet_password_hashes_total counter\ninklet_password_hashes_total %llu\n"
+            "# TYPE inklet_worker_queue_pending gauge\n"
+            "inklet_worker_queue_pending{lane=\"requests\"} %u\n"
+            "inklet_worker_queue_pending{lane=\"hashing\"} %u\n",
+            ink_password_waiting(), ink_password_computed(), q_requests, q_hashing);
     struct ink_broker_stats bs;
     ink_broker_get_stats(&bs);
     appendf(

@@ -23,7 +23,7 @@ enum ink_status ink_h_health(struct ink_req *req)
 
 enum ink_status ink_h_ready(struct ink_req *req)
 {
-    bool db_ok = ink_db_healthy(), broker_ok = ink_broker_connected();
+    bool db_ok = ink_db_ready(), broker_ok = ink_broker_connected();
     bool ok = db_ok && broker_ok && !atomic_load(&ink_app.draining);
     json_t *checks = json_pack("{s:s,s:s}", "database", db_ok ? "ok" : "unavailable", "broker",
                                broker_ok ? "ok" : "unavailable");

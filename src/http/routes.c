@@ -5,12 +5,13 @@
 #define JSON INK_ROUTE_JSON
 #define JSON_REQ INK_ROUTE_JSON_REQ
 #define SLOW INK_ROUTE_SLOW
+#define INLINE INK_ROUTE_INLINE
 
 const struct ink_route ink_routes[] = {
-    {"GET", "/health", ink_h_health, 0, INK_RATE_NONE},
-    {"GET", "/health/ready", ink_h_ready, 0, INK_RATE_NONE},
-    {"GET", "/metrics", ink_h_metrics, 0, INK_RATE_NONE},
-    {"GET", "/openapi.json", ink_h_openapi, 0, INK_RATE_NONE},
+    {"GET", "/health", ink_h_health, INLINE, INK_RATE_NONE},
+    {"GET", "/health/ready", ink_h_ready, INLINE, INK_RATE_NONE},
+    {"GET", "/metrics", ink_h_metrics, INLINE, INK_RATE_NONE},
+    {"GET", "/openapi.json", ink_h_openapi, INLINE, INK_RATE_NONE},
 
     {"POST", "/auth/register", ink_h_register, JSON_REQ | SLOW, INK_RATE_REGISTER},
     {"POST", "/auth/login", ink_h_login, JSON_REQ | SLOW, INK_RATE_LOGIN},

@@ -3,9 +3,14 @@
  *                turns off keep-alive for the connection (the one exception: a Content-Length
  *                over the cap is refused at once, the connection closes anyway);
  *   data calls   append to a capped body buffer; past the cap discard the rest, 413 at the end;
- *   final call   (upload size 0) validate, authenticate, run the handler — inline, or on the
- *                worker pool with the connection suspended for INK_ROUTE_SLOW routes — and queue
- *                the response. After a resume MHD calls once more and the stored result is sent.
+ *   final call   (upload size 0) parse the body, rate-limit, then either run the handler here
+ *                (INK_ROUTE_INLINE routes, which never wait on anything) or suspend the
+ *                connection and hand authentication + handler to a worker lane: the request
+ *                lane, or the hashing lane for INK_ROUTE_SLOW. After the worker resumes the
+ *                connection MHD calls once more and the stored result is sent.
+ * The HTTP threads therefore never wait on the database: /health answers in microseconds even
+ * while PostgreSQL hangs, and each worker's waits end at the request's deadline (the moment it
+ * was ready + DB_TIMEOUT; inklet/deadline.h), queueing for a worker included.
  * finish() is the one place a result becomes an HTTP status, headers and body. */
 #include "inklet/server.h"
 
@@ -13,6 +18,7 @@
 #include "inklet/app.h"
 #include "inklet/auth.h"
 #include "inklet/buf.h"
+#include "inklet/deadline.h"
 #include "inklet/http.h"
 #include "inklet/json.h"
 #include "inklet/log.h"
@@ -30,7 +36,13 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum ctx_state { ST_READING, ST_TOO_LARGE, ST_SLOW_RUNNING, ST_SLOW_DONE, ST_RESPONDED };
+enum ctx_state { ST_READING, ST_TOO_LARGE, ST_WORKING, ST_WORK_DONE, ST_RESPONDED };
+
+#define MAX_QUERY_ARGS 8
+/* the hashing lane's queue; the request lane holds one job per connection at most */
+#define HASH_QUEUE_CAPACITY 256
+/* hashing workers yield the CPU to the HTTP threads and the request lane under load */
+#define HASH_NICE 10
 
 struct conn_ctx {
     struct ink_req req;
@@ -40,8 +52,11 @@ struct conn_ctx {
     enum ink_status match; /* routing result */
     enum ink_status result;
     int64_t start_us;
+    int64_t ready_ms; /* when the request was complete and handed on */
     unsigned http_status;
-    char *scratch; /* path copy the path parameters point into */
+    unsigned nargs;
+    const char *args[MAX_QUERY_ARGS][2]; /* query arguments (MHD's memory, valid until done) */
+    char *scratch;                       /* path copy the path parameters point into */
     char allow[96];
     const char *origin;
     const char *content_type;
@@ -49,6 +64,7 @@ struct conn_ctx {
 
 static struct MHD_Daemon *daemon_handle;
 static atomic_uint inflight;
+static struct ink_workq *lane_requests, *lane_hashing;
 
 /* ---- handler helpers ---------------------------------------------------------------------- */
 
@@ -94,7 +110,25 @@ enum ink_status ink_fail_field(struct ink_req *req, const char *field)
 const char *ink_req_query(struct ink_req *req, const char *name)
 {
     struct conn_ctx *ctx = req->priv;
-    return MHD_lookup_connection_value(ctx->conn, MHD_GET_ARGUMENT_KIND, name);
+    for (unsigned i = 0; i < ctx->nargs; i++)
+        if (strcmp(ctx->args[i][0], name) == 0)
+            return ctx->args[i][1];
+    return NULL;
+}
+
+/* Copied on the HTTP thread: a worker must not call into MHD for a suspended connection. The
+ * first occurrence of a name wins, as MHD_lookup_connection_value would have it. */
+static enum MHD_Result keep_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct conn_ctx *ctx = cls;
+    if (ctx->nargs == MAX_QUERY_ARGS)
+        return MHD_NO;
+    ctx->args[ctx->nargs][0] = key;
+    ctx->args[ctx->nargs][1] = value ? value : "";
+    ctx->nargs++;
+    return MHD_YES;
 }
 
 /* ---- request ids -------------------------------------------------------------------------- */
@@ -222,11 +256,28 @@ static enum MHD_Result preflight(struct conn_ctx *ctx)
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
-static void run_slow(void *arg)
+static enum ink_status authenticate(struct ink_req *req)
+{
+    if (!(req->route->flags & INK_ROUTE_AUTH))
+        return INK_OK;
+    enum ink_status st = ink_auth_authenticate(req->authorization, &req->auth);
+    if (st == INK_UNAUTHORIZED)
+        return ink_fail(req, st, "invalid_token", "Missing, invalid or expired access token.");
+    return st;
+}
+
+/* A worker lane's job: everything that may wait on the database, under the request deadline. */
+static void run_on_worker(void *arg)
 {
     struct conn_ctx *ctx = arg;
-    ctx->result = ctx->req.route->handler(&ctx->req);
-    ctx->state = ST_SLOW_DONE;
+    struct ink_req *req = &ctx->req;
+    ink_deadline_set(ctx->ready_ms + (int64_t)ink_app.cfg.db_timeout * 1000);
+    enum ink_status st = authenticate(req);
+    if (st == INK_OK)
+        st = req->route->handler(req);
+    ink_deadline_set(0);
+    ctx->result = st;
+    ctx->state = ST_WORK_DONE;
     MHD_resume_connection(ctx->conn);
 }
 
@@ -241,7 +292,7 @@ static bool is_json_content_type(const char *ct)
            (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* Everything between routing and the handler: body, rate limit, authentication. */
+/* Everything between routing and the handler that never waits: body, rate limit. */
 static enum ink_status prepare(struct conn_ctx *ctx)
 {
     struct ink_req *req = &ctx->req;
@@ -268,13 +319,6 @@ static enum ink_status prepare(struct conn_ctx *ctx)
                             "Too many requests; retry later.");
         }
     }
-    if (route->flags & INK_ROUTE_AUTH) {
-        enum ink_status st = ink_auth_authenticate(req->authorization, &req->auth);
-        if (st == INK_UNAUTHORIZED)
-            return ink_fail(req, st, "invalid_token", "Missing, invalid or expired access token.");
-        if (st != INK_OK)
-            return st;
-    }
     return INK_OK;
 }
 
@@ -290,19 +334,20 @@ static enum MHD_Result dispatch(struct conn_ctx *ctx)
     enum ink_status st = prepare(ctx);
     if (st != INK_OK)
         return finish(ctx, st);
-    if (req->route->flags & INK_ROUTE_SLOW) {
-        ctx->state = ST_SLOW_RUNNING;
-        MHD_suspend_connection(ctx->conn);
-        if (!ink_workq_submit(run_slow, ctx)) {
-            ctx->state = ST_SLOW_DONE;
-            req->retry_after = 1;
-            ctx->result =
-                ink_fail(req, INK_UNAVAILABLE, "overloaded", "The server is busy; retry shortly.");
-            MHD_resume_connection(ctx->conn);
-        }
-        return MHD_YES;
+    if (req->route->flags & INK_ROUTE_INLINE)
+        return finish(ctx, req->route->handler(req));
+    struct ink_workq *lane = req->route->flags & INK_ROUTE_SLOW ? lane_hashing : lane_requests;
+    ctx->ready_ms = ink_now_mono_ms();
+    ctx->state = ST_WORKING;
+    MHD_suspend_connection(ctx->conn);
+    if (!ink_workq_submit(lane, run_on_worker, ctx)) {
+        ctx->state = ST_WORK_DONE;
+        req->retry_after = 1;
+        ctx->result =
+            ink_fail(req, INK_UNAVAILABLE, "overloaded", "The server is busy; retry shortly.");
+        MHD_resume_connection(ctx->conn);
     }
-    return finish(ctx, req->route->handler(req));
+    return MHD_YES;
 }
 
 /* Every X-Forwarded-For line, joined in order with ", ": proxies append their own line, and
@@ -367,6 +412,8 @@ static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, co
     ink_client_ip(&ink_app.trusted_proxies, peer, xff.data, req->client_ip, sizeof req->client_ip);
     ink_buf_free(&xff);
 
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, keep_query_arg, ctx);
+
     ctx->scratch = ink_malloc(strlen(url) + 1);
     ctx->match = ink_route_match(ink_routes, ink_routes_count, method, url, ctx->scratch,
                                  &req->route, req->params, ctx->allow, sizeof ctx->allow);
@@ -405,9 +452,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     case ST_RESPONDED:
         *upload_data_size = 0;
         return MHD_YES;
-    case ST_SLOW_DONE:
+    case ST_WORK_DONE:
         return finish(ctx, ctx->result);
-    case ST_SLOW_RUNNING:
+    case ST_WORKING:
         return MHD_YES;
     case ST_TOO_LARGE:
         /* found while reading (no Content-Length): discard the rest, answer at the end */
@@ -489,6 +536,12 @@ bool ink_server_start(void)
         ink_error("LISTEN_ADDR %s is not an IP address", cfg->listen_addr);
         return false;
     }
+    lane_requests = ink_workq_start(cfg->db_pool_size, cfg->http_max_conns, 0);
+    lane_hashing = ink_workq_start(cfg->hash_concurrency + 1, HASH_QUEUE_CAPACITY, HASH_NICE);
+    if (!lane_requests || !lane_hashing) {
+        ink_error("cannot start worker threads");
+        return false;
+    }
     daemon_handle = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -508,11 +561,11 @@ void ink_server_drain(unsigned grace_seconds)
 {
     if (!daemon_handle)
         return;
+    /* /health now answers 503 and every response closes its connection, so the load balancer
+     * moves away; requests that still arrive are served. The listener stays open on purpose:
+     * MHD_quiesce_daemon() races the epoll worker threads of a thread pool in libmicrohttpd
+     * 0.9.75 (both remove the listen fd from the epoll set and the loser panics on ENOENT). */
     atomic_store(&ink_app.draining, true);
-    /* stop accepting at once; requests already in flight get the grace period */
-    MHD_socket s = MHD_quiesce_daemon(daemon_handle);
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
     int64_t deadline = ink_now_mono_ms() + (int64_t)grace_seconds * 1000;
     while (atomic_load(&inflight) > 0 && ink_now_mono_ms() < deadline)
         usleep(10000);
@@ -522,8 +575,19 @@ void ink_server_drain(unsigned grace_seconds)
 
 void ink_server_stop(void)
 {
+    /* the lanes first: a worker resumes its suspended connection when it finishes, which needs
+     * a live daemon; queued jobs still finish (each within its deadline) */
+    ink_workq_stop(lane_requests);
+    ink_workq_stop(lane_hashing);
+    lane_requests = lane_hashing = NULL;
     if (!daemon_handle)
         return;
     MHD_stop_daemon(daemon_handle);
     daemon_handle = NULL;
+}
+
+void ink_server_queue_stats(unsigned *requests, unsigned *hashing)
+{
+    *requests = lane_requests ? ink_workq_pending(lane_requests) : 0;
+    *hashing = lane_hashing ? ink_workq_pending(lane_hashing) : 0;
 }

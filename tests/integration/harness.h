@@ -32,6 +32,8 @@ struct itest_config {
     const char *database_url;
     const char *pg_stop;  /* NULL when not provided */
     const char *pg_start; /* NULL when not provided */
+    const char *pg_freeze; /* SIGSTOPs the whole cluster (a hung host); NULL when not provided */
+    const char *pg_thaw;   /* SIGCONTs it */
     const char *mqtt_url; /* NULL when not provided */
     const char *wrapper;  /* NULL when not provided */
     unsigned slow;        /* multiplier for every wait: 1, or 20 under a wrapper */
@@ -256,6 +258,7 @@ bool itest_raw_wait_closed(int fd, unsigned timeout_ms);
 int itest_group_auth(void);
 int itest_group_sessions(void);
 int itest_group_throttle(void);
+int itest_group_clientip(void);
 int itest_group_http(void);
 int itest_group_ops(void);
 int itest_group_outage(void);

@@ -2,7 +2,10 @@
  * behaviour while the database is down. */
 #include "harness.h"
 
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -363,6 +366,281 @@ static void test_database_outage_is_503_then_recovers_without_restart(void **sta
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
+/* ---- a hung database (contract §1 "Database hung") ---------------------------------------- */
+
+/* One request fired by a thread, released together with the others by a barrier. No cmocka
+ * assertions in threads: they record, the main thread checks. */
+struct timed_call {
+    const struct itest_daemon *d;
+    const char *method, *path, *token, *body;
+    pthread_barrier_t *barrier;
+    long status;
+    char code[48];
+    bool retry_after;
+    int64_t ms;
+};
+
+static void *timed_call_run(void *arg)
+{
+    struct timed_call *c = arg;
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", c->d->url, c->path);
+    char auth[1100];
+    const char *headers[4] = {"Content-Type: application/json", NULL, NULL, NULL};
+    if (c->token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->token);
+        headers[1] = auth;
+    }
+    if (c->barrier)
+        pthread_barrier_wait(c->barrier);
+    int64_t t0 = itest_now_ms();
+    struct itest_resp r;
+    itest_request(NULL, c->method, url, headers, c->body, c->body ? strlen(c->body) : 0, &r);
+    c->ms = itest_now_ms() - t0;
+    c->status = r.status;
+    const char *code = json_string_value(json_object_get(r.json, "code"));
+    snprintf(c->code, sizeof c->code, "%s", code ? code : "");
+    const char *ra = itest_header(&r, "Retry-After");
+    c->retry_after = ra && *ra >= '1' && *ra <= '9';
+    itest_resp_free(&r);
+    return NULL;
+}
+
+/* Fires all `n` calls at once and waits for every answer. */
+static void fire_together(struct timed_call *calls, size_t n)
+{
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)n);
+    pthread_t th[32];
+    assert_true(n <= ITEST_ARRAY_LEN(th));
+    for (size_t i = 0; i < n; i++) {
+        calls[i].barrier = &barrier;
+        assert_int_equal(pthread_create(&th[i], NULL, timed_call_run, &calls[i]), 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&barrier);
+}
+
+/* Each call answered 503 service_unavailable with Retry-After within `limit_ms`. */
+static void expect_all_503_within(const struct timed_call *calls, size_t n, int64_t limit_ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct timed_call *c = &calls[i];
+        fprintf(stderr, "  %s %s -> %ld %s in %lld ms\n", c->method, c->path, c->status, c->code,
+                (long long)c->ms);
+        assert_int_equal(c->status, 503);
+        assert_string_equal(c->code, "service_unavailable");
+        assert_true(c->retry_after);
+        assert_true(c->ms <= limit_ms);
+    }
+}
+
+/* GET /health every 20 ms on one keep-alive connection until told to stop. */
+struct health_probe {
+    const struct itest_daemon *d;
+    atomic_bool stop;
+    int64_t ms[4096];
+    size_t n;
+    size_t not_ok;
+};
+
+static void *health_probe_run(void *arg)
+{
+    struct health_probe *p = arg;
+    CURL *h = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/health", p->d->url);
+    while (!atomic_load(&p->stop) && p->n < ITEST_ARRAY_LEN(p->ms)) {
+        int64_t t0 = itest_now_ms();
+        struct itest_resp r;
+        itest_request(h, "GET", url, NULL, NULL, 0, &r);
+        p->ms[p->n++] = itest_now_ms() - t0;
+        p->not_ok += r.status != 200;
+        itest_resp_free(&r);
+        itest_sleep_ms(20);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int64_t probe_p99(struct health_probe *p)
+{
+    qsort(p->ms, p->n, sizeof *p->ms, cmp_i64);
+    return p->ms[(p->n * 99) / 100 < p->n ? (p->n * 99) / 100 : p->n - 1];
+}
+
+/* Polls /health/ready until its database check reads `want` ("ok" or not); true if it did. */
+static bool ready_database_becomes(const struct itest_daemon *d, bool want_ok, unsigned limit_ms)
+{
+    int64_t deadline = itest_now_ms() + limit_ms;
+    for (;;) {
+        struct itest_resp r;
+        itest_get(d, "/health/ready", &r);
+        json_t *checks = json_object_get(r.json, "checks");
+        const char *db = json_string_value(json_object_get(checks, "database"));
+        bool ok = r.status == 200 && db && strcmp(db, "ok") == 0;
+        bool failing =
+            r.status == 503 && db && strcmp(db, "ok") != 0 && itest_header(&r, "Retry-After");
+        itest_resp_free(&r);
+        if (want_ok ? ok : failing)
+            return true;
+        if (itest_now_ms() > deadline)
+            return false;
+        itest_sleep_ms(50);
+    }
+}
+
+static int thaw_pg_then_teardown(void **state)
+{
+    if (itest.pg_thaw && itest_sh(itest.pg_thaw, 60000) != 0)
+        fprintf(stderr, "inklet-itest: INKLET_ITEST_PG_THAW failed: PostgreSQL may be stopped\n");
+    return itest_teardown(state);
+}
+
+/* The production default DB_TIMEOUT (3 s): with the cluster SIGSTOPped (a hung host: the kernel
+ * still accepts connections, nothing answers), /health stays fast, every database request,
+ * sent together, answers 503 + Retry-After within DB_TIMEOUT + 1 s, a second wave (that has to
+ * reconnect) too, readiness reports the database, and service resumes without a restart. */
+static void test_hung_database_answers_503_within_db_timeout_and_recovers(void **state)
+{
+    (void)state;
+    if (!itest.pg_freeze || !itest.pg_thaw) {
+        fprintf(stderr, "  INKLET_ITEST_PG_FREEZE/THAW not set: skipped\n");
+        skip();
+    }
+    struct itest_daemon *d = itest_daemon_start(NULL);
+    assert_non_null(d);
+    pid_t pid = d->pid;
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    struct itest_session second;
+    itest_login(d, &u, &second);
+    assert_int_equal(itest_me_status(d, u.s.access), 200);
+    char refresh_body[256], login_body[256];
+    snprintf(refresh_body, sizeof refresh_body, "{\"refreshToken\":\"%s\"}", second.refresh);
+    snprintf(login_body, sizeof login_body, "{\"identifier\":\"%s\",\"password\":\"%s\"}",
+             u.username, u.password);
+    /* the deadline is wall-clock; only the work around it is slower under a wrapper */
+    const int64_t limit = 3000 + itest_scaled(1000);
+
+    assert_int_equal(itest_sh(itest.pg_freeze, 60000), 0);
+    struct health_probe probe = {.d = d};
+    atomic_init(&probe.stop, false);
+    pthread_t prober;
+    assert_int_equal(pthread_create(&prober, NULL, health_probe_run, &probe), 0);
+
+    struct timed_call wave[12];
+    for (size_t i = 0; i < 8; i++)
+        wave[i] =
+            (struct timed_call){.d = d, .method = "GET", .path = "/auth/me", .token = u.s.access};
+    for (size_t i = 8; i < 10; i++)
+        wave[i] = (struct timed_call){
+            .d = d, .method = "GET", .path = "/api/devices", .token = u.s.access};
+    wave[10] = (struct timed_call){
+        .d = d, .method = "POST", .path = "/auth/refresh", .body = refresh_body};
+    wave[11] =
+        (struct timed_call){.d = d, .method = "POST", .path = "/auth/login", .body = login_body};
+    fire_together(wave, ITEST_ARRAY_LEN(wave));
+    expect_all_503_within(wave, ITEST_ARRAY_LEN(wave), limit);
+
+    /* the connections that timed out are gone: this wave has to connect to the hung host */
+    struct timed_call again[6];
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(again); i++)
+        again[i] =
+            (struct timed_call){.d = d, .method = "GET", .path = "/auth/me", .token = u.s.access};
+    fire_together(again, ITEST_ARRAY_LEN(again));
+    expect_all_503_within(again, ITEST_ARRAY_LEN(again), limit);
+    assert_true(ready_database_becomes(d, false, itest_scaled(3000)));
+
+    atomic_store(&probe.stop, true);
+    pthread_join(prober, NULL);
+    int64_t p99 = probe_p99(&probe);
+    fprintf(stderr, "  /health during the hang: %zu probes, p99 %lld ms, max %lld ms\n", probe.n,
+            (long long)p99, (long long)probe.ms[probe.n - 1]);
+    assert_true(probe.n >= 50);
+    assert_int_equal(probe.not_ok, 0);
+    assert_true(p99 < (int64_t)itest_scaled(50));
+
+    assert_int_equal(itest_sh(itest.pg_thaw, 60000), 0);
+    int64_t t0 = itest_now_ms(), deadline = t0 + itest_scaled(10000);
+    long me;
+    while ((me = itest_me_status(d, u.s.access)) != 200 && itest_now_ms() < deadline)
+        itest_sleep_ms(100);
+    assert_int_equal(me, 200);
+    fprintf(stderr, "  /auth/me recovered %lld ms after the thaw\n",
+            (long long)(itest_now_ms() - t0));
+    assert_true(ready_database_becomes(d, true, itest_scaled(5000)));
+    struct itest_session fresh;
+    itest_login(d, &u, &fresh);
+    assert_int_equal(d->pid, pid);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
+/* A busy pool is not a dead database: with every pool connection stuck behind a lock, requests
+ * that need the locked table answer 503 within DB_TIMEOUT + 1 s, while /health/ready (its own
+ * connection) keeps saying the database is ok; once the lock goes, requests succeed again. */
+static void test_locked_table_fills_the_pool_without_failing_readiness(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"DB_TIMEOUT=2", "DB_POOL_SIZE=2", NULL});
+    assert_non_null(d);
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    struct itest_session cold[4];
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(cold); i++)
+        itest_login(d, &u, &cold[i]);
+    PGconn *pg = PQconnectdb(itest.database_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *res = PQexec(pg, "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+
+    struct timed_call calls[6];
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(calls); i++)
+        calls[i] = (struct timed_call){.d = d,
+                                       .method = "GET",
+                                       .path = "/auth/me",
+                                       .token = cold[i % ITEST_ARRAY_LEN(cold)].access};
+    pthread_t th[ITEST_ARRAY_LEN(calls)];
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(calls); i++)
+        assert_int_equal(pthread_create(&th[i], NULL, timed_call_run, &calls[i]), 0);
+    /* meanwhile the pool is full of waiting statements, yet the database is fine */
+    int64_t until = itest_now_ms() + 1500;
+    size_t ready_checks = 0;
+    while (itest_now_ms() < until) {
+        struct itest_resp r;
+        itest_get(d, "/health/ready", &r);
+        itest_expect_status(&r, 200);
+        assert_string_equal(itest_str(json_object_get(r.json, "checks"), "database"), "ok");
+        itest_resp_free(&r);
+        ready_checks++;
+        itest_sleep_ms(100);
+    }
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(calls); i++)
+        pthread_join(th[i], NULL);
+    expect_all_503_within(calls, ITEST_ARRAY_LEN(calls), 2000 + itest_scaled(1000));
+    assert_true(ready_checks >= 5);
+
+    res = PQexec(pg, "COMMIT");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQfinish(pg);
+    long me = 0;
+    int64_t deadline = itest_now_ms() + itest_scaled(5000);
+    while ((me = itest_me_status(d, u.s.access)) != 200 && itest_now_ms() < deadline)
+        itest_sleep_ms(100);
+    assert_int_equal(me, 200);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, itest_teardown)
 
 /* ---- systemd readiness ------------------------------------------------------------------------
@@ -540,6 +818,10 @@ int itest_group_ops(void)
 int itest_group_outage(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_locked_table_fills_the_pool_without_failing_readiness,
+                                  itest_teardown),
+        cmocka_unit_test_teardown(test_hung_database_answers_503_within_db_timeout_and_recovers,
+                                  thaw_pg_then_teardown),
         cmocka_unit_test_teardown(test_database_outage_is_503_then_recovers_without_restart,
                                   restart_pg_then_teardown),
     };

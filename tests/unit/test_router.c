@@ -345,6 +345,29 @@ static void real_table_has_no_duplicate_method_pattern_pairs(void **state)
     }
 }
 
+/* An inline route runs on an HTTP thread, which must never wait: no authentication (it may
+ * query the session), no hashing lane; and only the operational routes are inline. */
+static void real_table_inline_routes_never_wait(void **state)
+{
+    (void)state;
+    static const char *const inline_ok[] = {"/health", "/health/ready", "/metrics",
+                                            "/openapi.json"};
+    for (size_t i = 0; i < ink_routes_count; i++) {
+        const struct ink_route *r = &ink_routes[i];
+        bool is_ops = false;
+        for (size_t k = 0; k < sizeof inline_ok / sizeof *inline_ok; k++)
+            is_ops |= strcmp(r->pattern, inline_ok[k]) == 0;
+        if (!(r->flags & INK_ROUTE_INLINE)) {
+            if (is_ops)
+                fail_msg("%s %s waits for a worker but needs nothing slow", r->method, r->pattern);
+            continue;
+        }
+        if (!is_ops)
+            fail_msg("%s %s runs on the HTTP thread", r->method, r->pattern);
+        assert_false(r->flags & (INK_ROUTE_AUTH | INK_ROUTE_SLOW));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +389,7 @@ int main(void)
         cmocka_unit_test(real_table_has_health_login_and_session_revoke),
         cmocka_unit_test(real_table_routes_requests_to_those_entries),
         cmocka_unit_test(real_table_has_no_duplicate_method_pattern_pairs),
+        cmocka_unit_test(real_table_inline_routes_never_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
