@@ -3,6 +3,7 @@
  *  excess callers wait briefly and then get INK_UNAVAILABLE. */
 #ifndef INKLET_PASSWORD_H
 #define INKLET_PASSWORD_H
+#include "inklet/config.h"
 #include "inklet/status.h"
 
 #include <stdbool.h>
@@ -15,10 +16,11 @@ struct ink_argon2_params {
     uint32_t p;
 };
 
-/** Bounds applied to PHC strings read back from the database before they are used. */
-#define INK_PHC_MAX_M_KIB (1024u * 1024u)
-#define INK_PHC_MAX_T 64u
-#define INK_PHC_MAX_P 64u
+/** Bounds applied to PHC strings read back from the database before they are used. They are the
+ *  configuration's bounds too (ARGON2_*), so the server can always read back what it wrote. */
+#define INK_PHC_MAX_M_KIB INK_ARGON2_MAX_M_KIB
+#define INK_PHC_MAX_T INK_ARGON2_MAX_T
+#define INK_PHC_MAX_P INK_ARGON2_MAX_P
 
 struct ink_phc {
     struct ink_argon2_params params;
@@ -26,8 +28,10 @@ struct ink_phc {
     size_t hash_len; /* decoded bytes */
 };
 
-/** Configures parameters and concurrency, and prepares the dummy hash used to equalize timing. */
-void ink_password_init(const struct ink_argon2_params *params, unsigned concurrency,
+/** Configures parameters and concurrency, and prepares the dummy hash used to equalize timing.
+ *  False when the dummy hash cannot be computed with these parameters: the server must not
+ *  start then, or logins for unknown users would be measurably fast. */
+bool ink_password_init(const struct ink_argon2_params *params, unsigned concurrency,
                        unsigned wait_ms);
 void ink_password_shutdown(void);
 
@@ -43,9 +47,12 @@ enum ink_status ink_password_hash(const char *pw, char **phc_out);
  *  the configured ones. A malformed or out-of-bounds phc never matches (but costs the same). */
 enum ink_status ink_password_verify(const char *phc, const char *pw, bool *match,
                                     bool *needs_rehash);
-/** Spends the time of one verification without a real hash (unknown user, OAuth-only account). */
+/** Spends the time of one verification without a real hash (unknown user, OAuth-only account).
+ *  INK_INTERNAL when there is no dummy hash (never a fast answer). */
 enum ink_status ink_password_verify_dummy(const char *pw);
 /** Hashes currently waiting for a slot (metrics). */
 unsigned ink_password_waiting(void);
+/** argon2 computations so far, hashes and verifications alike (metrics). */
+unsigned long long ink_password_computed(void);
 
 #endif
