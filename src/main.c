@@ -12,7 +12,6 @@
 #include "inklet/password.h"
 #include "inklet/ratelimit.h"
 #include "inklet/server.h"
-#include "inklet/workq.h"
 
 #include <curl/curl.h>
 #include <signal.h>
@@ -24,13 +23,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define WORK_QUEUE_CAPACITY 256
 #define HASH_WAIT_MS 2000
-/* request workers (password hashing) yield the CPU to HTTP threads under load */
-#define WORKER_NICE 10
 #define MAINTENANCE_INTERVAL_S 600
 #define INGEST_WORKERS 2
 #define INGEST_QUEUE 8192
+/* queued device messages get this long at shutdown (inside systemd's 15 s stop timeout) */
+#define INGEST_DRAIN_MS 2000
 
 static void usage(FILE *out)
 {
@@ -97,11 +95,13 @@ static int serve(void)
     ink_ratelimit_init(rates);
     struct ink_argon2_params ap = {cfg->argon2_memory_kib, cfg->argon2_iterations,
                                    cfg->argon2_parallelism};
-    ink_password_init(&ap, cfg->hash_concurrency, HASH_WAIT_MS);
-    ink_db_pool_init(cfg->database_url, cfg->db_pool_size);
-    /* one more worker than hash slots, so upstream calls are not stuck behind hashes */
-    if (!ink_workq_start(cfg->hash_concurrency + 1, WORK_QUEUE_CAPACITY, WORKER_NICE)) {
-        ink_error("cannot start worker threads");
+    if (!ink_password_init(&ap, cfg->hash_concurrency, HASH_WAIT_MS)) {
+        ink_error("the ARGON2_* parameters cannot hash a password; refusing to start");
+        return 1;
+    }
+    ink_db_pool_init(cfg->database_url, cfg->db_pool_size, cfg->db_timeout * 1000);
+    if (!ink_db_monitor_start()) {
+        ink_error("cannot start the database monitor");
         return 1;
     }
     ink_account_on_delete(ink_devices_on_account_delete);
@@ -127,11 +127,14 @@ static int serve(void)
     ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace);
     sd_notify_msg("STOPPING=1");
+    /* the order matters: nothing may publish on, or be called back by, a freed broker handle */
+    ink_broker_unsubscribe(); /* no new device messages; share-group peers take them */
     ink_server_drain(cfg->shutdown_grace);
-    ink_workq_stop(); /* finishes queued slow requests while the HTTP threads still run */
-    ink_server_stop();
-    ink_broker_stop();
-    ink_ingest_stop();
+    ink_server_stop();                /* worker lanes finish their queues, then the HTTP threads */
+    ink_ingest_stop(INGEST_DRAIN_MS); /* queued device messages, bounded */
+    ink_broker_stop(); /* DISCONNECT after the last publish; no callback after this */
+    ink_ingest_free();
+    ink_db_monitor_stop();
     ink_db_pool_close();
     ink_password_shutdown();
     curl_global_cleanup();

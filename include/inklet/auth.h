@@ -47,7 +47,8 @@ enum ink_status ink_session_revoke_all(struct ink_db *db, const char *user_id, c
 enum ink_status ink_session_list(const char *user_id, const char *current_sid, json_t **out);
 
 /** Deletes sessions that ended more than a week ago, refresh tokens past their idle expiry
- *  (both would be refused anyway) and login-failure counters idle for a day. Safe to run from several instances; *count gets the rows. */
+ *  (both would be refused anyway) and login-failure counters idle for a day. Safe to run from
+ * several instances; *count gets the rows. */
 enum ink_status ink_session_prune(long long *count);
 
 /** Drops cached liveness so revocations take effect at once on this instance. */

@@ -10,7 +10,12 @@
 
 /** Connects asynchronously using ink_app.cfg; succeeds even while the broker is down. */
 bool ink_broker_start(void);
+/** First step of shutdown: no new device messages (in a share group the others take them). */
+void ink_broker_unsubscribe(void);
+/** Last step: DISCONNECT, join the network thread, free. After it no callback runs; call it
+ *  once nothing publishes any more (HTTP and ingest stopped). */
 void ink_broker_stop(void);
+/** True while the link is usable: connected and the subscription granted (SUBACK). */
 bool ink_broker_connected(void);
 
 /** Publishes `payload` on the device's down/cmd topic with QoS 1. When the broker acknowledges

@@ -5,6 +5,11 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+/** Bounds of the ARGON2_* keys; the PHC read-back bounds of inklet/password.h are the same. */
+#define INK_ARGON2_MAX_M_KIB (1024u * 1024u)
+#define INK_ARGON2_MAX_T 64u
+#define INK_ARGON2_MAX_P 64u
+
 struct ink_rate {
     unsigned requests;
     unsigned seconds;
@@ -23,11 +28,13 @@ struct ink_config {
     /* database */
     char *database_url;
     unsigned db_pool_size;
+    unsigned db_timeout; /* seconds: the longest a request waits for the database */
     /* tokens */
     char *jwt_secret;
     unsigned access_token_ttl;
     unsigned refresh_idle_ttl;
     unsigned session_max_ttl;
+    unsigned refresh_reuse_grace; /* seconds a rotated token is a lost race, not reuse */
     /* devices */
     char *factory_secret;
     unsigned claim_code_ttl;
@@ -35,6 +42,7 @@ struct ink_config {
     char *mqtt_ca_file, *mqtt_cert_file, *mqtt_key_file;
     char *mqtt_client_id;
     char *mqtt_share_group;
+    bool mqtt_client_id_unique; /* derived: a share group and no explicit id → add a suffix */
     /* billing */
     char *stripe_secret_key, *stripe_webhook_secret;
     char *stripe_price_monthly, *stripe_price_yearly, *stripe_api_base;

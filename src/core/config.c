@@ -139,10 +139,12 @@ static const struct config_key CONFIG_KEYS[] = {
     S("TRUSTED_PROXIES", "", trusted_proxies, 0, v_cidrs),
     S("DATABASE_URL", NULL, database_url, F_SECRET | F_REQ_SERVE | F_REQ_MIGRATE, NULL),
     U("DB_POOL_SIZE", "", db_pool_size, 1, 1024),
+    U("DB_TIMEOUT", "3", db_timeout, 1, 600),
     S("JWT_SECRET", NULL, jwt_secret, F_SECRET | F_REQ_SERVE, v_jwt_secret),
     U("ACCESS_TOKEN_TTL", "900", access_token_ttl, 10, 86400),
     U("REFRESH_IDLE_TTL", "2592000", refresh_idle_ttl, 1, 31536000),
     U("SESSION_MAX_TTL", "7776000", session_max_ttl, 1, 315360000),
+    U("REFRESH_REUSE_GRACE", "10", refresh_reuse_grace, 0, 3600),
     S("FACTORY_SECRET", NULL, factory_secret, F_SECRET | F_REQ_SERVE, v_hex64),
     U("CLAIM_CODE_TTL", "600", claim_code_ttl, 1, 86400),
     S("MQTT_URL", "mqtt://127.0.0.1:1883", mqtt_url, 0, v_mqtt_url),
@@ -184,9 +186,9 @@ static const struct config_key CONFIG_KEYS[] = {
     R("RATE_LIMIT_BIND", "10/60", rate_bind),
     U("LOGIN_BACKOFF_AFTER", "5", login_backoff_after, 1, 1000000),
     U("LOGIN_BACKOFF_MAX", "900", login_backoff_max, 1, 86400),
-    U("ARGON2_MEMORY_KIB", "19456", argon2_memory_kib, 8, 4194304),
-    U("ARGON2_ITERATIONS", "2", argon2_iterations, 1, 64),
-    U("ARGON2_PARALLELISM", "1", argon2_parallelism, 1, 64),
+    U("ARGON2_MEMORY_KIB", "19456", argon2_memory_kib, 8, INK_ARGON2_MAX_M_KIB),
+    U("ARGON2_ITERATIONS", "2", argon2_iterations, 1, INK_ARGON2_MAX_T),
+    U("ARGON2_PARALLELISM", "1", argon2_parallelism, 1, INK_ARGON2_MAX_P),
     U("HASH_CONCURRENCY", "", hash_concurrency, 1, 256),
     S("METRICS_TOKEN", NULL, metrics_token, F_SECRET, NULL),
     S("LOG_LEVEL", "info", log_level, 0, v_log_level),
@@ -289,7 +291,6 @@ static bool set_value(struct ink_config *cfg, const struct config_key *k, const 
     return false;
 }
 
-
 static bool load_file(struct ink_config *cfg, const char *path, bool seen[], bool rejected[],
                       FILE *err)
 {
@@ -333,7 +334,7 @@ static bool load_file(struct ink_config *cfg, const char *path, bool seen[], boo
             ok = false;
             rejected[k - CONFIG_KEYS] = true;
         }
-        seen[k - CONFIG_KEYS] = true;
+        seen[k - CONFIG_KEYS] = *value != '\0';
     }
     fclose(f);
     return ok;
@@ -354,6 +355,7 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
                           const char *(*lookup)(const char *key, void *ctx), void *ctx, FILE *err)
 {
     memset(cfg, 0, sizeof *cfg);
+    /* seen: set to a non-empty value by the file or the environment */
     bool seen[NKEYS] = {false}, rejected[NKEYS] = {false};
     bool ok = true;
     for (size_t i = 0; i < NKEYS; i++) {
@@ -374,7 +376,7 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
                 ok = false;
                 rejected[i] = true;
             }
-            seen[i] = true;
+            seen[i] = *v != '\0';
         }
     }
     unsigned required = mode == INK_CONFIG_SERVE ? F_REQ_SERVE : F_REQ_MIGRATE;
@@ -387,6 +389,16 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
             fprintf(err, "config: %s is required\n", k->key);
             ok = false;
         }
+    }
+    /* instances of one share group must not share a client id, or the broker keeps kicking
+     * one off for the other: left at its default, the id gets a per-process suffix */
+    cfg->mqtt_client_id_unique = cfg->mqtt_share_group && *cfg->mqtt_share_group &&
+                                 !seen[find_key("MQTT_CLIENT_ID") - CONFIG_KEYS];
+    /* argon2 needs 8 KiB per lane: below that no hash (and no timing-equalizing dummy) works */
+    if (cfg->argon2_memory_kib < 8 * cfg->argon2_parallelism) {
+        fprintf(err, "config: ARGON2_MEMORY_KIB must be at least 8 x ARGON2_PARALLELISM (%u KiB)\n",
+                8 * cfg->argon2_parallelism);
+        ok = false;
     }
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1)
@@ -412,6 +424,10 @@ void ink_config_print(const struct ink_config *cfg, FILE *out)
                 fprintf(out, "%s=<unset>\n", k->key);
             else if (k->flags & F_SECRET)
                 fprintf(out, "%s=<redacted>\n", k->key);
+            else if (k->offset == OFF(mqtt_client_id) && cfg->mqtt_client_id_unique)
+                fprintf(out,
+                        "%s=<%s-HOST-PID-RANDOM: unique per process, as MQTT_SHARE_GROUP is set>\n",
+                        k->key, v);
             else
                 fprintf(out, "%s=%s\n", k->key, v);
             break;

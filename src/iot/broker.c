@@ -28,7 +28,11 @@ struct pending {
 
 static struct {
     struct mosquitto *mosq;
-    atomic_bool connected;
+    atomic_bool connected;    /* the link is up: connected AND the subscription was granted */
+    atomic_bool socket_up;    /* CONNACK received, no disconnect since */
+    atomic_bool stopping;     /* shutdown has begun: never subscribe again */
+    atomic_int subscribe_mid; /* the SUBSCRIBE whose SUBACK decides `connected` */
+    char client_id[160];
     char subscription[256];
     pthread_mutex_t lock;
     struct pending pending[PENDING_SLOTS];
@@ -66,11 +70,37 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
         ink_warn("broker refused the connection: %s", mosquitto_connack_string(rc));
         return;
     }
-    int src = mosquitto_subscribe(m, NULL, mq.subscription, 1);
-    if (src != MOSQ_ERR_SUCCESS)
+    atomic_store(&mq.socket_up, true);
+    if (atomic_load(&mq.stopping))
+        return;
+    int mid = 0;
+    int src = mosquitto_subscribe(m, &mid, mq.subscription, 1);
+    if (src != MOSQ_ERR_SUCCESS) {
         ink_warn("broker subscribe failed: %s", mosquitto_strerror(src));
+        return;
+    }
+    atomic_store(&mq.subscribe_mid, mid);
+}
+
+/* The link counts as up only once the broker granted the subscription: a broker that refuses
+ * it (SUBACK 0x80, an ACL) would otherwise look healthy while no device message can arrive. It
+ * stays down until the next reconnect subscribes again. */
+static void on_subscribe(struct mosquitto *m, void *obj, int mid, int qos_count,
+                         const int *granted_qos)
+{
+    (void)m;
+    (void)obj;
+    if (mid != atomic_load(&mq.subscribe_mid))
+        return;
+    if (qos_count < 1 || !granted_qos || granted_qos[0] < 0 || granted_qos[0] > 2) {
+        ink_warn("broker refused the subscription to %s (SUBACK 0x%02x): no device message can "
+                 "arrive; check the broker's ACL for client %s",
+                 mq.subscription, qos_count >= 1 && granted_qos ? granted_qos[0] & 0xff : 0x80,
+                 mq.client_id);
+        return;
+    }
     atomic_store(&mq.connected, true);
-    ink_info("broker connected; subscribed to %s", mq.subscription);
+    ink_info("broker connected as %s; subscribed to %s", mq.client_id, mq.subscription);
 }
 
 static void on_disconnect(struct mosquitto *m, void *obj, int rc)
@@ -78,7 +108,8 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc)
     (void)m;
     (void)obj;
     atomic_store(&mq.connected, false);
-    if (rc != 0)
+    atomic_store(&mq.socket_up, false);
+    if (rc != 0 && !atomic_load(&mq.stopping))
         ink_warn("broker connection lost; reconnecting with back-off");
 }
 
@@ -128,7 +159,8 @@ static void on_publish(struct mosquitto *m, void *obj, int mid)
 enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id,
                                        const char *payload, size_t len)
 {
-    if (!mq.mosq || !atomic_load(&mq.connected))
+    /* publishing needs the connection, not the subscription (so it also works while draining) */
+    if (!mq.mosq || !atomic_load(&mq.socket_up))
         return INK_UNAVAILABLE;
     char topic[INK_THING_NAME_MAX + 32];
     ink_topic_down_cmd(thing, topic, sizeof topic);
@@ -155,6 +187,29 @@ enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id
     if (acked_already)
         ink_ingest_command_acked(command_id);
     return INK_OK;
+}
+
+/* MQTT_CLIENT_ID, or with a share group and no explicit id, "<default>-<host>-<pid>-<random>":
+ * two instances with one id would take each other's session over and over. */
+static void client_id(const struct ink_config *cfg, char *out, size_t outlen)
+{
+    if (!cfg->mqtt_client_id_unique) {
+        snprintf(out, outlen, "%s", cfg->mqtt_client_id);
+        return;
+    }
+    char host[65] = "host";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "host");
+    host[32] = '\0';
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-'))
+            *p = '-';
+    unsigned char r[4];
+    ink_random_bytes(r, sizeof r);
+    char hex[9];
+    ink_hex_encode(r, sizeof r, hex);
+    snprintf(out, outlen, "%s-%s-%ld-%s", cfg->mqtt_client_id, host, (long)getpid(), hex);
 }
 
 /* mqtt://host[:port] or mqtts://host[:port] */
@@ -202,8 +257,9 @@ bool ink_broker_start(void)
                  cfg->mqtt_share_group);
     else
         snprintf(mq.subscription, sizeof mq.subscription, "inklet/dev/+/up/#");
+    client_id(cfg, mq.client_id, sizeof mq.client_id);
     mosquitto_lib_init();
-    mq.mosq = mosquitto_new(cfg->mqtt_client_id, true, NULL);
+    mq.mosq = mosquitto_new(mq.client_id, true, NULL);
     if (!mq.mosq) {
         ink_error("cannot create the MQTT client");
         return false;
@@ -211,6 +267,7 @@ bool ink_broker_start(void)
     mosquitto_int_option(mq.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
     mosquitto_connect_callback_set(mq.mosq, on_connect);
     mosquitto_disconnect_callback_set(mq.mosq, on_disconnect);
+    mosquitto_subscribe_callback_set(mq.mosq, on_subscribe);
     mosquitto_message_callback_set(mq.mosq, on_message);
     mosquitto_publish_callback_set(mq.mosq, on_publish);
     mosquitto_reconnect_delay_set(mq.mosq, 1, 30, true);
@@ -232,18 +289,30 @@ bool ink_broker_start(void)
     return true;
 }
 
+void ink_broker_unsubscribe(void)
+{
+    if (!mq.mosq)
+        return;
+    atomic_store(&mq.stopping, true);
+    atomic_store(&mq.connected, false);
+    if (atomic_load(&mq.socket_up))
+        mosquitto_unsubscribe(mq.mosq, NULL, mq.subscription);
+}
+
 void ink_broker_stop(void)
 {
     if (!mq.mosq)
         return;
-    /* Let the network thread finish the DISCONNECT and go idle before it is cancelled, so it
-     * is never cancelled inside a callback (bounded: a dead broker must not hold up shutdown). */
+    atomic_store(&mq.stopping, true);
+    atomic_store(&mq.connected, false);
+    /* DISCONNECT goes out after whatever is queued; the network thread then leaves its loop by
+     * itself (it also leaves a reconnect back-off: mosquitto_loop_stop wakes it), so it is
+     * joined, never cancelled inside a callback. Bounded: a dead broker cannot hold us. */
     mosquitto_disconnect(mq.mosq);
-    for (int i = 0; i < 100 && atomic_load(&mq.connected); i++)
+    for (int i = 0; i < 100 && atomic_load(&mq.socket_up); i++)
         usleep(10000);
-    mosquitto_loop_stop(mq.mosq, true);
+    mosquitto_loop_stop(mq.mosq, false);
     mosquitto_destroy(mq.mosq);
     mq.mosq = NULL;
-    atomic_store(&mq.connected, false);
     mosquitto_lib_cleanup();
 }

@@ -6,6 +6,7 @@
 #include "inklet/devices.h"
 #include "inklet/ids.h"
 #include "inklet/log.h"
+#include "inklet/timeutil.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -31,11 +32,19 @@ struct worker {
     struct job *ring;
     unsigned cap, head, count;
     bool stopping;
+    int64_t drop_after_ms; /* while stopping: jobs not started by then are dropped (0: none) */
     struct ink_db *db;
 };
 
 static struct worker *workers;
 static unsigned nworkers;
+
+static unsigned long long dropped_total(void)
+{
+    struct ink_broker_stats st;
+    ink_broker_get_stats(&st);
+    return st.dropped;
+}
 
 static unsigned pick(const char *key)
 {
@@ -111,8 +120,13 @@ static void *worker_main(void *arg)
         struct job j = w->ring[w->head];
         w->head = (w->head + 1) % w->cap;
         w->count--;
+        bool drop = w->stopping && w->drop_after_ms && ink_now_mono_ms() > w->drop_after_ms;
         pthread_mutex_unlock(&w->lock);
-        run(w, &j);
+        if (drop) {
+            ink_broker_count_drop();
+        } else {
+            run(w, &j);
+        }
         free(j.payload);
         pthread_mutex_lock(&w->lock);
     }
@@ -138,17 +152,28 @@ bool ink_ingest_start(unsigned n, unsigned queue_capacity)
     return true;
 }
 
-void ink_ingest_stop(void)
+void ink_ingest_stop(unsigned drain_ms)
 {
+    int64_t drop_after = ink_now_mono_ms() + drain_ms;
     for (unsigned i = 0; i < nworkers; i++) {
         pthread_mutex_lock(&workers[i].lock);
         workers[i].stopping = true;
+        workers[i].drop_after_ms = drop_after;
         pthread_cond_signal(&workers[i].cond);
         pthread_mutex_unlock(&workers[i].lock);
     }
+    unsigned long long before = dropped_total();
+    for (unsigned i = 0; i < nworkers; i++)
+        pthread_join(workers[i].thread, NULL);
+    unsigned long long dropped = dropped_total() - before;
+    if (dropped)
+        ink_warn("shutdown: %llu queued device messages were not processed in time", dropped);
+}
+
+void ink_ingest_free(void)
+{
     for (unsigned i = 0; i < nworkers; i++) {
         struct worker *w = &workers[i];
-        pthread_join(w->thread, NULL);
         for (unsigned k = 0; k < w->count; k++)
             free(w->ring[(w->head + k) % w->cap].payload);
         free(w->ring);
@@ -174,7 +199,7 @@ bool ink_ingest_submit(const char *thing, enum ink_up_kind kind, const void *pay
     if (!push(&workers[pick(thing)], &j)) {
         free(j.payload);
         ink_broker_count_drop();
-        ink_warn("device message queue full; dropped a message");
+        ink_warn("device message queue full or stopping; dropped a message");
         return false;
     }
     return true;

@@ -126,6 +126,8 @@ static void defaults_match_the_contract(void **state)
     assert_int_equal(c->access_token_ttl, 900);
     assert_int_equal(c->refresh_idle_ttl, 2592000);
     assert_int_equal(c->session_max_ttl, 7776000);
+    assert_int_equal(c->refresh_reuse_grace, 10);
+    assert_int_equal(c->db_timeout, 3);
     assert_int_equal(c->claim_code_ttl, 600);
     assert_string_equal(c->mqtt_url, "mqtt://127.0.0.1:1883");
     assert_string_equal(c->mqtt_client_id, "inklet-backend");
@@ -298,6 +300,56 @@ static void claim_code_ttl_accepts_one_second(void **state)
     assert_int_equal(r.cfg.claim_code_ttl, 1);
     release(&r);
     expect_key_rejected("CLAIM_CODE_TTL", "0");
+}
+
+static void token_lifetimes_accept_one_second_for_tests(void **state)
+{
+    (void)state;
+    const char *short_ttls[] = {"REFRESH_IDLE_TTL", "1", "SESSION_MAX_TTL", "1", NULL};
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, short_ttls);
+    assert_true(r.ok);
+    assert_int_equal(r.cfg.refresh_idle_ttl, 1);
+    assert_int_equal(r.cfg.session_max_ttl, 1);
+    release(&r);
+    expect_key_rejected("REFRESH_IDLE_TTL", "0");
+    expect_key_rejected("SESSION_MAX_TTL", "0");
+}
+
+static void db_timeout_and_reuse_grace_are_bounded_seconds(void **state)
+{
+    (void)state;
+    expect_key_accepted("DB_TIMEOUT", "1");
+    expect_key_accepted("DB_TIMEOUT", "600");
+    expect_key_rejected("DB_TIMEOUT", "0");
+    expect_key_rejected("DB_TIMEOUT", "601");
+    expect_key_rejected("DB_TIMEOUT", "2.5");
+    expect_key_accepted("REFRESH_REUSE_GRACE", "0"); /* 0: every reuse revokes at once */
+    expect_key_accepted("REFRESH_REUSE_GRACE", "3600");
+    expect_key_rejected("REFRESH_REUSE_GRACE", "3601");
+    expect_key_rejected("REFRESH_REUSE_GRACE", "-1");
+}
+
+/* Values that would silently disable a defence are refused at start, one line naming the key:
+ * argon2 cannot hash with less than 8 KiB per lane (no dummy hash: fast unknown-user logins),
+ * and a memory cost above the PHC read-back bound would make every stored hash unreadable. */
+static void argon2_parameters_that_cannot_work_are_refused(void **state)
+{
+    (void)state;
+    const char *too_little[] = {"ARGON2_MEMORY_KIB", "8", "ARGON2_PARALLELISM", "2", NULL};
+    expect_serve(too_little, false, "ARGON2_MEMORY_KIB");
+    const char *just_enough[] = {"ARGON2_MEMORY_KIB", "16", "ARGON2_PARALLELISM", "2", NULL};
+    expect_serve(just_enough, true, NULL);
+    const char *default_memory_many_lanes[] = {"ARGON2_PARALLELISM", "64", NULL};
+    expect_serve(default_memory_many_lanes, true, NULL);
+    char max[16], over[16];
+    snprintf(max, sizeof max, "%u", INK_ARGON2_MAX_M_KIB);
+    snprintf(over, sizeof over, "%u", INK_ARGON2_MAX_M_KIB + 1);
+    expect_key_accepted("ARGON2_MEMORY_KIB", max);
+    expect_key_rejected("ARGON2_MEMORY_KIB", over);
+    expect_key_rejected("ARGON2_MEMORY_KIB", "4194304"); /* the old, unreadable maximum */
+    expect_key_rejected("ARGON2_ITERATIONS", "65");
+    expect_key_rejected("ARGON2_PARALLELISM", "65");
 }
 
 static void parse_rate_accepts_requests_per_seconds(void **state)
@@ -808,6 +860,9 @@ int main(void)
         cmocka_unit_test(factory_secret_must_be_64_hex),
         cmocka_unit_test(port_must_be_1_to_65535),
         cmocka_unit_test(claim_code_ttl_accepts_one_second),
+        cmocka_unit_test(token_lifetimes_accept_one_second_for_tests),
+        cmocka_unit_test(db_timeout_and_reuse_grace_are_bounded_seconds),
+        cmocka_unit_test(argon2_parameters_that_cannot_work_are_refused),
         cmocka_unit_test(parse_rate_accepts_requests_per_seconds),
         cmocka_unit_test(parse_rate_rejects_everything_else),
         cmocka_unit_test(rate_keys_are_validated_and_stored),
