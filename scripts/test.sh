@@ -9,7 +9,14 @@
 #   ./scripts/test.sh --no-valgrind   skip the valgrind run (INKLET_TEST_VALGRIND=0)
 #
 # Services and logs live in .test-run/ (git-ignored, wiped at every start). The last line is
-# "N passed, N failed" counting the steps; the exit status is non-zero if any step failed.
+# "N passed, M failed[, K skipped]" counting cmocka test cases, summed over every unit-test
+# program (run by ctest) and every integration run (normal build, sanitizer build, valgrind): a
+# test that runs in three builds counts three times. M also counts 1 for every failure that is no
+# test case: a failed step (build, services), a group setup/teardown failure, a test program that
+# crashed, timed out or printed no results, or exited non-zero with no failed test, valgrind
+# reporting errors or leaks. K counts tests that called skip() plus 1 for each skipped step.
+# The summary table shows every step and, for steps that ran tests, their counts; a skipped
+# test does not fail the run, the exit status is non-zero if anything failed or a step was skipped.
 # Environment: INKLET_JOBS (nproc), INKLET_ITEST_TIMEOUT (1800 s), INKLET_VALGRIND_TIMEOUT
 # (3600 s), INKLET_SKIP_PACKAGES=1, ASAN_OPTIONS/UBSAN_OPTIONS (override the defaults below).
 # shellcheck disable=SC2317  # step bodies and traps are invoked indirectly
@@ -21,7 +28,7 @@ cd "$ROOT"
 # shellcheck source=scripts/lib/services.sh
 . "$ROOT/scripts/lib/services.sh"
 
-usage() { sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^# shellcheck/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 
 QUICK=0
 VALGRIND=1
@@ -48,43 +55,101 @@ banner() {
 }
 
 # ------------------------------------------------------------------ step bookkeeping
-declare -a STEP_NAMES=() STEP_RESULTS=() STEP_TIMES=()
+# The totals count test cases (see the header). Steps run in subshells, so a step that runs tests
+# hands its counts back in the file $STEP_COUNTS: one line per test program,
+# "NAME<TAB>PASSED<TAB>FAILED<TAB>SKIPPED<TAB>NOTE", from count_cmocka or count_problem.
+declare -a STEP_NAMES=() STEP_RESULTS=() STEP_TIMES=() STEP_TESTS=()
 declare -A OK=() # step key -> 1 when passed
-N_PASS=0
-N_FAIL=0
-N_SKIP=0
+N_PASS=0         # test cases passed
+N_FAIL=0         # test cases failed or errored, +1 per failure that is no test case
+N_SKIP=0         # test cases skipped, +1 per skipped step
+N_SKIPPED_STEPS=0
 CURRENT_STEP="" # the step running now (recorded as FAIL if we are interrupted)
 CURRENT_T0=0
+COUNTS_DIR="$TR/counts"
+STEP_COUNTS=""
 
-record() { # record NAME RESULT SECONDS
+record() { # record NAME RESULT SECONDS PASSED FAILED SKIPPED COUNTS_TEXT
   STEP_NAMES+=("$1")
   STEP_RESULTS+=("$2")
   STEP_TIMES+=("$3")
-  case "$2" in
-  PASS) N_PASS=$((N_PASS + 1)) ;;
-  FAIL) N_FAIL=$((N_FAIL + 1)) ;;
-  *) N_SKIP=$((N_SKIP + 1)) ;;
-  esac
+  STEP_TESTS+=("$7")
+  N_PASS=$((N_PASS + $4))
+  N_FAIL=$((N_FAIL + $5))
+  N_SKIP=$((N_SKIP + $6))
+  [[ "$2" == SKIP ]] && N_SKIPPED_STEPS=$((N_SKIPPED_STEPS + 1))
+  return 0
 }
 
-# step KEY NAME FUNC ARGS... — run FUNC in a subshell (errexit on), record PASS/FAIL.
+fmt_counts() { # fmt_counts PASSED FAILED SKIPPED
+  printf '%s passed, %s failed' "$1" "$2"
+  (($3 == 0)) || printf ', %s skipped' "$3"
+}
+
+sum_counts() { # sum_counts FILE -> "PASSED FAILED SKIPPED PROGRAMS"
+  if [[ -s "$1" ]]; then
+    awk -F '\t' '{ p += $2; f += $3; s += $4; n++ } END { print p + 0, f + 0, s + 0, n + 0 }' "$1"
+  else
+    echo 0 0 0 0
+  fi
+}
+
+show_counts() { # show_counts FILE: one line per test program
+  [[ -s "$1" ]] || return 0
+  awk -F '\t' '{ printf "  %-36s %5d passed %4d failed", $1, $2, $3
+                 if ($4) printf " %4d skipped", $4
+                 if ($5 != "") printf "  %s", $5
+                 printf "\n" }' "$1"
+}
+
+# count_cmocka [-v name=PROG -v rc=STATUS | -v ctest=1 -v failed_list=FILE] < LOG: append the
+# counts of the test program(s) whose output is LOG to $STEP_COUNTS
+count_cmocka() { awk -f "$ROOT/scripts/lib/cmocka-count.awk" "$@" >>"$STEP_COUNTS"; }
+
+count_problem() { # count_problem NAME NOTE: a failure that is no test case, counted as 1
+  printf '%s\t0\t1\t0\t%s (+1)\n' "$1" "$2" >>"$STEP_COUNTS"
+}
+
+# step [--tests] KEY NAME FUNC ARGS... — run FUNC in a subshell (errexit on), record PASS/FAIL.
+# --tests: FUNC runs test programs and reports their counts (count_cmocka); a step that reports
+# none, or fails with no failed test, counts 1 failed. A step without tests that fails counts 1.
 step() {
-  local key="$1" name="$2" t0 rc
+  local tests=0 key name t0 rc p f s n text
+  [[ "$1" == --tests ]] && tests=1 && shift
+  key="$1" name="$2"
   shift 2
   banner "$name"
   t0=$SECONDS
   CURRENT_STEP="$name"
   CURRENT_T0=$t0
+  STEP_COUNTS="$COUNTS_DIR/$key" # seen by the subshell below, not exported
+  rm -f "$STEP_COUNTS"
   (set -e; "$@")
   rc=$?
   CURRENT_STEP=""
-  if ((rc == 0)); then
+  read -r p f s n < <(sum_counts "$STEP_COUNTS")
+  text=""
+  if ((tests)); then
+    echo "----- test cases:"
+    show_counts "$STEP_COUNTS"
+    if ((n == 0)); then
+      echo "  no test program reported any result: counted as 1 failed"
+      f=$((f + 1))
+    elif ((rc != 0 && f == 0)); then
+      echo "  the step failed (exit $rc) with no failed test: counted as 1 failed"
+      f=1
+    fi
+    text="$(fmt_counts "$p" "$f" "$s")"
+  elif ((rc != 0)); then
+    p=0 f=1 s=0 text="counted as 1 failed"
+  fi
+  if ((rc == 0 && f == 0)); then
     OK[$key]=1
-    record "$name" PASS $((SECONDS - t0))
-    printf -- '----- PASS: %s (%ss)\n' "$name" $((SECONDS - t0))
+    record "$name" PASS $((SECONDS - t0)) "$p" "$f" "$s" "$text"
+    printf -- '----- PASS: %s (%ss)%s\n' "$name" $((SECONDS - t0)) "${text:+: $text}"
   else
-    record "$name" FAIL $((SECONDS - t0))
-    printf -- '----- FAIL: %s (exit %s, %ss)\n' "$name" "$rc" $((SECONDS - t0))
+    record "$name" FAIL $((SECONDS - t0)) "$p" "$f" "$s" "$text"
+    printf -- '----- FAIL: %s (exit %s, %ss)%s\n' "$name" "$rc" $((SECONDS - t0)) "${text:+: $text}"
   fi
   return 0
 }
@@ -92,7 +157,7 @@ step() {
 skip() { # skip NAME REASON
   banner "$1"
   echo "skipped: $2"
-  record "$1" SKIP 0
+  record "$1" SKIP 0 0 0 1 "counted as 1 skipped"
 }
 
 SUMMARY_DONE=0
@@ -102,7 +167,8 @@ summary() {
   SUMMARY_DONE=1
   banner "summary"
   for i in "${!STEP_NAMES[@]}"; do
-    printf '%-4s  %-40s %6ss\n' "${STEP_RESULTS[$i]}" "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}"
+    printf '%-4s  %-40s %6ss%s\n' "${STEP_RESULTS[$i]}" "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}" \
+      "${STEP_TESTS[$i]:+  ${STEP_TESTS[$i]}}"
   done
   if ((N_SKIP)); then
     printf '%d passed, %d failed, %d skipped\n' "$N_PASS" "$N_FAIL" "$N_SKIP"
@@ -124,7 +190,11 @@ on_exit() {
   local rc=$?
   trap - EXIT INT TERM HUP
   if [[ -n "$CURRENT_STEP" ]]; then
-    record "$CURRENT_STEP (interrupted)" FAIL $((SECONDS - CURRENT_T0))
+    local p f s n text="counted as 1 failed"
+    read -r p f s n < <(sum_counts "$STEP_COUNTS") # what it counted before it was stopped
+    ((f > 0)) || f=1                                # the interruption is a failure
+    ((n == 0)) || text="$(fmt_counts "$p" "$f" "$s")"
+    record "$CURRENT_STEP (interrupted)" FAIL $((SECONDS - CURRENT_T0)) "$p" "$f" "$s" "$text"
     CURRENT_STEP=""
   fi
   stop_services
@@ -180,7 +250,8 @@ wipe_test_dir() {
 do_services() {
   local pg_port mq_port base
   # random base so that parallel runs on one machine rarely collide
-  base=$((20000 + (RANDOM % 2000) * 10))
+  # below the ephemeral range (32768+), where client sockets of other runs would collide
+  base=$((20000 + (RANDOM % 1200) * 10))
   pg_port="$(svc_free_port "$base" 200)"
   svc_pg_start "$PG_DIR" "$pg_port" --fast
   mq_port="$(svc_free_port $((pg_port + 1)) 200)"
@@ -194,9 +265,25 @@ sanitizer_env() {
   echo "UBSAN_OPTIONS=$UBSAN_OPTIONS"
 }
 
+# The unit counts come from ctest's Testing/Temporary/LastTest.log, which holds the whole output
+# of every test, passed or failed, while the console stays as it was (output of failing tests
+# only). ctest -V would flood the console and prefix every line; --output-junit keeps only 1 KiB
+# of a passing test's output (the cmocka summary is at the end); running the binaries ourselves
+# would bypass the ctest setup (timeouts, labels, properties). LastTest.log says "Test Passed."
+# even for a test that could not be started, so LastTestsFailed.log gives the verdict, and a
+# test with no cmocka output counts as failed anyway. Both are removed first: a stale log from
+# an earlier run must never be counted.
 do_unit() { # do_unit BUILD_DIR
+  local tmp="$ROOT/$1/Testing/Temporary" rc=0
   [[ "$1" == build-asan ]] && sanitizer_env
-  ctest --test-dir "$ROOT/$1" -L unit --output-on-failure --no-tests=error --timeout 600
+  rm -f "$tmp/LastTest.log" "$tmp/LastTestsFailed.log"
+  ctest --test-dir "$ROOT/$1" -L unit --output-on-failure --no-tests=error --timeout 600 || rc=$?
+  if [[ -f "$tmp/LastTest.log" ]]; then
+    count_cmocka -v ctest=1 -v failed_list="$tmp/LastTestsFailed.log" <"$tmp/LastTest.log"
+  else
+    count_problem ctest "wrote no $tmp/LastTest.log"
+  fi
+  return "$rc"
 }
 
 do_itest() { # do_itest BUILD_DIR DBNAME [WRAPPER]
@@ -211,6 +298,9 @@ do_itest() { # do_itest BUILD_DIR DBNAME [WRAPPER]
   export INKLET_ITEST_DATABASE_URL
   INKLET_ITEST_DATABASE_URL="$(svc_pg_url "$PG_DIR" "$db")"
   export INKLET_ITEST_PG_STOP INKLET_ITEST_PG_START INKLET_ITEST_MQTT_URL
+  export INKLET_ITEST_PG_FREEZE INKLET_ITEST_PG_THAW
+  INKLET_ITEST_PG_FREEZE="$(svc_cmdline svc_pg_freeze "$PG_DIR")"
+  INKLET_ITEST_PG_THAW="$(svc_cmdline svc_pg_thaw "$PG_DIR")"
   INKLET_ITEST_PG_STOP="$(svc_cmdline svc_pg_stop "$PG_DIR")"
   INKLET_ITEST_PG_START="$(svc_cmdline svc_pg_start "$PG_DIR" "$(svc_pg_port "$PG_DIR")" --fast)"
   INKLET_ITEST_MQTT_URL="$(svc_mqtt_url "$MQ_DIR")"
@@ -224,7 +314,13 @@ do_itest() { # do_itest BUILD_DIR DBNAME [WRAPPER]
     unset INKLET_ITEST_WRAPPER
   fi
   env | grep '^INKLET_ITEST_' | sort
-  run_bounded "$timeout" "$ROOT/$build/tests/integration/inklet-itest"
+  # the console shows everything as it comes; the copy in .test-run/logs/ is counted. tee -i
+  # keeps copying after Ctrl-C while run_bounded stops the suite. rc: the suite's exit status,
+  # or tee's if only tee failed (pipefail).
+  local log="$TR/logs/$db.log" rc=0
+  run_bounded "$timeout" "$ROOT/$build/tests/integration/inklet-itest" 2>&1 | tee -i "$log" || rc=$?
+  count_cmocka -v name="inklet-itest ($db)" -v rc="$rc" <"$log"
+  return "$rc"
 }
 
 do_itest_valgrind() {
@@ -253,6 +349,8 @@ do_itest_valgrind() {
     fi
   done
   ls "$logdir"/inkletd.*.log >/dev/null 2>&1 || { echo "no valgrind logs were written"; bad=1; }
+  # one failure for the run, however many inkletd processes valgrind complained about
+  ((bad == 0)) || count_problem valgrind "reported errors or leaks in inkletd, or wrote no log"
   [[ -z "$tmp" ]] || rm -rf "$tmp"
   ((rc == 0 && bad == 0))
 }
@@ -261,6 +359,7 @@ do_itest_valgrind() {
 echo "Inklet tests: builds: ${BUILDS[*]}; valgrind: $([[ $VALGRIND == 1 ]] && echo yes || echo no); jobs: $JOBS"
 
 wipe_test_dir || { echo "test.sh: cannot wipe $TR"; exit 1; }
+mkdir -p "$COUNTS_DIR" "$TR/logs"
 
 if [[ "${INKLET_SKIP_PACKAGES:-0}" != 1 ]]; then
   step packages "install Debian packages" do_packages
@@ -277,7 +376,7 @@ step services "start PostgreSQL + Mosquitto" do_services
 
 for b in "${BUILDS[@]}"; do
   if [[ -n "${OK[$b]:-}" ]]; then
-    step "unit-$b" "unit tests ($b)" do_unit "$b"
+    step --tests "unit-$b" "unit tests ($b)" do_unit "$b"
   else
     skip "unit tests ($b)" "build failed"
   fi
@@ -286,13 +385,13 @@ for b in "${BUILDS[@]}"; do
   elif [[ -z "${OK[services]:-}" ]]; then
     skip "integration tests ($b)" "services did not start"
   else
-    step "itest-$b" "integration tests ($b)" do_itest "$b" "itest_${b//-/_}"
+    step --tests "itest-$b" "integration tests ($b)" do_itest "$b" "itest_${b//-/_}"
   fi
 done
 
 if ((VALGRIND)); then
   if [[ -n "${OK[build]:-}" && -n "${OK[services]:-}" ]]; then
-    step itest-valgrind "integration tests (build, valgrind)" do_itest_valgrind
+    step --tests itest-valgrind "integration tests (build, valgrind)" do_itest_valgrind
   else
     skip "integration tests (build, valgrind)" "build or services failed"
   fi
@@ -300,5 +399,6 @@ fi
 
 stop_services
 summary
-if ((N_FAIL == 0 && N_SKIP == 0)); then exit 0; fi
+# skipped tests (skip()) do not fail the run; skipped steps do (they follow a failed one anyway)
+if ((N_FAIL == 0 && N_SKIPPED_STEPS == 0)); then exit 0; fi
 exit 1
