@@ -59,6 +59,7 @@ int main(void)
     failed += itest_group_sessions();
     failed += itest_group_http();
     failed += itest_group_throttle();
+    failed += itest_group_clientip();
     if (itest_group_framing)
         failed += itest_group_framing();
     if (itest_group_hardening)
