@@ -31,8 +31,9 @@ enum ink_status ink_auth_authenticate(const char *authorization, struct ink_auth
 enum ink_status ink_session_start(struct ink_db *db, const char *user_id, const char *user_agent,
                                   const char *ip, struct ink_tokens *out);
 /** Rotates a refresh token. Errors: INK_UNAUTHORIZED with err->code invalid_refresh_token,
- *  refresh_token_expired or refresh_token_reused (the last also revokes every session of the
- *  token's user). */
+ *  refresh_token_expired, refresh_token_rotated (presented again within REFRESH_REUSE_GRACE of
+ *  its rotation: a lost race, nothing revoked) or refresh_token_reused (later: every session of
+ *  the token's user is revoked). */
 enum ink_status ink_session_refresh(const char *refresh_token, struct ink_tokens *out,
                                     struct ink_err *err);
 /** Revokes one session of user_id. INK_NOT_FOUND if it is not a live session of that user. */

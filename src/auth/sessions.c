@@ -133,10 +133,13 @@ static const struct ink_sql SQL_ROTATE = {
     "   LEAST(now() + make_interval(secs => $3::int), expires_at) FROM sess)"
     " SELECT id, user_id FROM sess"};
 
+/* Why a rotation matched nothing. The reuse grace is decided here, by the database's clock and
+ * the row's own used_at, so every instance reaches the same verdict. */
 static const struct ink_sql SQL_CLASSIFY = {
     "session_classify",
     "SELECT rt.used_at IS NOT NULL, rt.idle_expires_at <= now() OR s.expires_at <= now(),"
-    " s.revoked_at IS NOT NULL, rt.user_id"
+    " s.revoked_at IS NOT NULL, rt.user_id,"
+    " rt.used_at > now() - make_interval(secs => $2::int)"
     " FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id"
     " WHERE rt.token_hash = decode($1, 'hex')"};
 
@@ -148,7 +151,9 @@ static const struct ink_sql SQL_REVOKE_ALL = {
 static enum ink_status classify_failure(struct ink_db *db, const char *hash, struct ink_err *err)
 {
     PGresult *r;
-    enum ink_status st = ink_db_exec(db, &SQL_CLASSIFY, 1, (const char *[]){hash}, &r);
+    char grace[16];
+    snprintf(grace, sizeof grace, "%u", ink_app.cfg.refresh_reuse_grace);
+    enum ink_status st = ink_db_exec(db, &SQL_CLASSIFY, 2, (const char *[]){hash, grace}, &r);
     if (st != INK_OK)
         return st;
     *err = (struct ink_err){"invalid_refresh_token", "The refresh token is invalid."};
@@ -156,8 +161,14 @@ static enum ink_status classify_failure(struct ink_db *db, const char *hash, str
         bool used = PQgetvalue(r, 0, 0)[0] == 't';
         bool expired = PQgetvalue(r, 0, 1)[0] == 't';
         bool revoked = PQgetvalue(r, 0, 2)[0] == 't';
+        bool within_grace = PQgetvalue(r, 0, 4)[0] == 't';
         if (revoked) {
             /* stays invalid_refresh_token */
+        } else if (used && within_grace) {
+            /* two tabs or a retry lost a race against its own rotation: not theft */
+            *err = (struct ink_err){"refresh_token_rotated",
+                                    "The refresh token was just rotated by another request; use "
+                                    "the newest token."};
         } else if (used) {
             char uid[INK_UUID_STRLEN + 1];
             snprintf(uid, sizeof uid, "%s", PQgetvalue(r, 0, 3));

@@ -17,11 +17,11 @@ static const char *const SESSION_KEYS[] = {"id",           "userAgent", "ip",   
 /* A syntactically valid UUID v7 that names nothing. */
 static const char *const NO_SUCH_ID = "01900000-0000-7000-8000-000000000000";
 
-static void refresh_expect(const char *refresh, long status, const char *code,
-                           struct itest_session *out)
+static void refresh_expect_on(const struct itest_daemon *d, const char *refresh, long status,
+                              const char *code, struct itest_session *out)
 {
     struct itest_resp r;
-    itest_callf(D, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", refresh);
+    itest_callf(d, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", refresh);
     if (code)
         itest_expect_error(&r, status, code);
     else
@@ -31,6 +31,12 @@ static void refresh_expect(const char *refresh, long status, const char *code,
         itest_session_from(r.json, out);
     }
     itest_resp_free(&r);
+}
+
+static void refresh_expect(const char *refresh, long status, const char *code,
+                           struct itest_session *out)
+{
+    refresh_expect_on(D, refresh, status, code, out);
 }
 
 /* ---- refresh ------------------------------------------------------------------------------ */
@@ -52,29 +58,55 @@ static void test_refresh_returns_new_pair_in_same_session(void **state)
     assert_int_equal(itest_me_status(D, third.access), 200);
 }
 
-static void test_refresh_reuse_revokes_every_session(void **state)
+/* Past REFRESH_REUSE_GRACE, presenting a rotated token is theft: every session goes. */
+static void test_refresh_reuse_after_the_grace_revokes_every_session(void **state)
+{
+    (void)state;
+    struct itest_daemon *g =
+        itest_daemon_start((const char *const[]){"REFRESH_REUSE_GRACE=1", NULL});
+    assert_non_null(g);
+    struct itest_user u = {0};
+    itest_register(g, &u);
+    struct itest_session other, rotated;
+    itest_login(g, &u, &other);
+    refresh_expect_on(g, u.s.refresh, 200, NULL, &rotated);
+    assert_int_equal(itest_me_status(g, rotated.access), 200);
+    assert_int_equal(itest_me_status(g, other.access), 200);
+
+    itest_sleep_ms(1500);
+    refresh_expect_on(g, u.s.refresh, 401, "refresh_token_reused", NULL);
+    int64_t t0 = itest_now_ms();
+    itest_expect_token_dies(g, rotated.access, t0, 5000);
+    itest_expect_token_dies(g, other.access, t0, 5000);
+    itest_expect_token_dies(g, u.s.access, t0, 5000);
+    /* the refresh tokens of every session are dead too */
+    refresh_expect_on(g, rotated.refresh, 401, NULL, NULL);
+    refresh_expect_on(g, other.refresh, 401, NULL, NULL);
+    /* the account itself still works */
+    struct itest_session again;
+    itest_login(g, &u, &again);
+    assert_int_equal(itest_me_status(g, again.access), 200);
+    assert_int_equal(itest_daemon_stop(g), 0);
+}
+
+/* Within the grace (default 10 s) a rotated token is a lost race: 401 refresh_token_rotated
+ * and nothing is revoked, the rotation's result keeps working. */
+static void test_refresh_reuse_within_the_grace_is_rotated_and_revokes_nothing(void **state)
 {
     (void)state;
     struct itest_user u = {0};
     itest_register(D, &u);
-    struct itest_session other, rotated;
+    struct itest_session other, rotated, next;
     itest_login(D, &u, &other);
     refresh_expect(u.s.refresh, 200, NULL, &rotated);
+    refresh_expect(u.s.refresh, 401, "refresh_token_rotated", NULL);
+    refresh_expect(u.s.refresh, 401, "refresh_token_rotated", NULL);
+    itest_sleep_ms(itest_scaled(2500)); /* longer than the liveness cache */
     assert_int_equal(itest_me_status(D, rotated.access), 200);
     assert_int_equal(itest_me_status(D, other.access), 200);
-
-    refresh_expect(u.s.refresh, 401, "refresh_token_reused", NULL);
-    int64_t t0 = itest_now_ms();
-    itest_expect_token_dies(D, rotated.access, t0, 5000);
-    itest_expect_token_dies(D, other.access, t0, 5000);
-    itest_expect_token_dies(D, u.s.access, t0, 5000);
-    /* the refresh tokens of every session are dead too */
-    refresh_expect(rotated.refresh, 401, NULL, NULL);
-    refresh_expect(other.refresh, 401, NULL, NULL);
-    /* the account itself still works */
-    struct itest_session again;
-    itest_login(D, &u, &again);
-    assert_int_equal(itest_me_status(D, again.access), 200);
+    refresh_expect(rotated.refresh, 200, NULL, &next);
+    refresh_expect(other.refresh, 200, NULL, NULL);
+    assert_int_equal(itest_me_status(D, next.access), 200);
 }
 
 static void test_refresh_unknown_token_is_401_invalid_refresh_token(void **state)
@@ -100,6 +132,8 @@ struct racer {
     pthread_barrier_t *barrier;
     long status;
     char code[64];
+    char access[1024]; /* the new pair, on 200 */
+    char refresh[128];
 };
 
 /* No cmocka assertions here: a thread records, the main thread checks. */
@@ -114,13 +148,18 @@ static void *race_refresh(void *arg)
     r->status = resp.status;
     const char *code = json_string_value(json_object_get(resp.json, "code"));
     snprintf(r->code, sizeof r->code, "%s", code ? code : "");
+    const char *access = json_string_value(json_object_get(resp.json, "accessToken"));
+    const char *refresh = json_string_value(json_object_get(resp.json, "refreshToken"));
+    snprintf(r->access, sizeof r->access, "%s", access ? access : "");
+    snprintf(r->refresh, sizeof r->refresh, "%s", refresh ? refresh : "");
     itest_resp_free(&resp);
     curl_easy_cleanup(h);
     return NULL;
 }
 
 /* Fires RACERS refreshes of one token, alternating between the given daemons, released together
- * by a barrier; asserts exactly one 200. */
+ * by a barrier: exactly one 200, every other 401 refresh_token_rotated (a lost race, not reuse),
+ * and 6 s later the winner's pair still works on every daemon. */
 static void race_one_token(struct itest_daemon *const *daemons, size_t ndaemons)
 {
     struct itest_user u = {0};
@@ -134,25 +173,38 @@ static void race_one_token(struct itest_daemon *const *daemons, size_t ndaemons)
     struct racer racers[RACERS];
     pthread_t threads[RACERS];
     for (size_t i = 0; i < RACERS; i++) {
-        racers[i] = (struct racer){urls[i % ndaemons], body, &barrier, 0, ""};
+        racers[i] = (struct racer){.url = urls[i % ndaemons], .body = body, .barrier = &barrier};
         assert_int_equal(pthread_create(&threads[i], NULL, race_refresh, &racers[i]), 0);
     }
     for (size_t i = 0; i < RACERS; i++)
         pthread_join(threads[i], NULL);
     pthread_barrier_destroy(&barrier);
-    int ok = 0, unauthorized = 0;
+    int ok = 0, rotated = 0;
+    const struct racer *winner = NULL;
     for (size_t i = 0; i < RACERS; i++) {
-        if (racers[i].status == 200)
+        if (racers[i].status == 200) {
             ok++;
-        else if (racers[i].status == 401)
-            unauthorized++;
-        else
+            winner = &racers[i];
+        } else if (racers[i].status == 401 &&
+                   strcmp(racers[i].code, "refresh_token_rotated") == 0) {
+            rotated++;
+        } else {
             fprintf(stderr, "  racer %zu got %ld (%s)\n", i, racers[i].status, racers[i].code);
+        }
     }
     if (ok != 1)
         fprintf(stderr, "  %d of %d concurrent refreshes succeeded\n", ok, RACERS);
     assert_int_equal(ok, 1);
-    assert_int_equal(unauthorized, RACERS - 1);
+    assert_int_equal(rotated, RACERS - 1);
+    assert_true(winner->access[0] && winner->refresh[0]);
+
+    /* the losers revoked nothing: the winner's pair outlives the liveness cache and rotates */
+    itest_sleep_ms(6000);
+    for (size_t i = 0; i < ndaemons; i++)
+        assert_int_equal(itest_me_status(daemons[i], winner->access), 200);
+    struct itest_session next;
+    refresh_expect_on(daemons[ndaemons - 1], winner->refresh, 200, NULL, &next);
+    assert_int_equal(itest_me_status(daemons[0], next.access), 200);
 }
 
 static void test_concurrent_refresh_exactly_one_wins(void **state)
@@ -610,7 +662,8 @@ int itest_group_sessions(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_refresh_returns_new_pair_in_same_session),
-        T(test_refresh_reuse_revokes_every_session),
+        T(test_refresh_reuse_after_the_grace_revokes_every_session),
+        T(test_refresh_reuse_within_the_grace_is_rotated_and_revokes_nothing),
         T(test_refresh_unknown_token_is_401_invalid_refresh_token),
         T(test_concurrent_refresh_exactly_one_wins),
         T(test_concurrent_refresh_across_instances_exactly_one_wins),
