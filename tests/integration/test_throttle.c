@@ -49,8 +49,8 @@ static void expect_login_status(const struct itest_daemon *d, const char *xff, l
 static void test_login_rate_limit_answers_429_with_retry_after(void **state)
 {
     (void)state;
-    struct itest_daemon *d =
-        itest_daemon_start((const char *const[]){"RATE_LIMIT_LOGIN=3/60", NULL});
+    struct itest_daemon *d = itest_daemon_start(
+        (const char *const[]){"RATE_LIMIT_LOGIN=3/60", "RATE_LIMIT_REGISTER=2/60", NULL});
     assert_non_null(d);
     for (int i = 0; i < 3; i++)
         expect_login_status(d, NULL, 401);
@@ -67,9 +67,17 @@ static void test_login_rate_limit_answers_429_with_retry_after(void **state)
     itest_expect_retry_after(&r);
     assert_true(itest_header_has_token(&r, "Access-Control-Expose-Headers", "Retry-After"));
     itest_resp_free(&r);
-    /* other classes have their own buckets */
-    struct itest_user u = {0};
+    /* other classes have their own buckets, of their own size: with the login bucket empty,
+     * register still has its 2 and then stops at its own limit */
+    struct itest_user u = {0}, v = {0}, w;
     itest_register(d, &u);
+    itest_register(d, &v);
+    itest_user_new(&w);
+    itest_callf(d, "POST", "/auth/register", NULL, &r, "{s:s,s:s,s:s}", "email", w.email,
+                "username", w.username, "password", w.password);
+    itest_expect_error(&r, 429, "rate_limited");
+    itest_expect_retry_after(&r);
+    itest_resp_free(&r);
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
