@@ -60,6 +60,7 @@ struct conn_ctx {
     char allow[96];
     const char *origin;
     const char *content_type;
+    bool close; /* answer with Connection: close */
 };
 
 static struct MHD_Daemon *daemon_handle;
@@ -226,7 +227,7 @@ static enum MHD_Result finish(struct conn_ctx *ctx, enum ink_status st)
         snprintf(allow, sizeof allow, "%s, OPTIONS", ctx->allow); /* preflight is always served */
         add_header(r, "Allow", allow);
     }
-    if (atomic_load(&ink_app.draining))
+    if (ctx->close || atomic_load(&ink_app.draining))
         add_header(r, "Connection", "close");
     ctx->http_status = code;
     ctx->state = ST_RESPONDED;
@@ -350,6 +351,99 @@ static enum MHD_Result dispatch(struct conn_ctx *ctx)
     return MHD_YES;
 }
 
+/* ---- the header block ---------------------------------------------------------------------- */
+
+/* RFC 9110 §5.6.2 tchar */
+static bool is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", c)))
+            return false;
+    }
+    return true;
+}
+
+struct header_scan {
+    unsigned hosts;
+    unsigned content_lengths;
+    const char *content_length;
+    const char *fault;
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (void)kind;
+    struct header_scan *h = cls;
+    if (!is_token(key)) {
+        h->fault = "A header name is not a valid token.";
+        return MHD_NO;
+    }
+    if (strcasecmp(key, "Host") == 0)
+        h->hosts++;
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (h->content_lengths++ && strcmp(h->content_length, value ? value : "") != 0) {
+            h->fault = "Conflicting Content-Length headers.";
+            return MHD_NO;
+        }
+        h->content_length = value ? value : "";
+    }
+    return MHD_YES;
+}
+
+/* What libmicrohttpd 0.9.75 lets through although RFC 9110/9112 make it a 400: a header name
+ * that is not a token (spaces, quotes, controls, bytes >= 0x80 — also how a space before the
+ * colon or a folded first line arrive), a missing or repeated Host in HTTP/1.1, and
+ * Content-Length lines that disagree (a request-smuggling vector behind a proxy that picks the
+ * other one). NULL when the block is fine. */
+static const char *header_block_fault(struct MHD_Connection *conn, const char *version)
+{
+    struct header_scan h = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &h);
+    if (h.fault)
+        return h.fault;
+    bool http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+    if (h.hosts > 1 || (http11 && h.hosts == 0))
+        return "An HTTP/1.1 request needs exactly one Host header.";
+    return NULL;
+}
+
+/* MHD's percent-decoding (for the path and the query), except that %00 stays as it is: a decoded
+ * NUL would end the C string early ("/health%00x" would be served as /health, an id would be
+ * read up to the NUL). */
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi = r[0] == '%' ? hex_value(r[1]) : -1, lo = hi >= 0 ? hex_value(r[2]) : -1;
+        if (lo >= 0 && (hi | lo) != 0) {
+            *w++ = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 /* Every X-Forwarded-For line, joined in order with ", ": proxies append their own line, and
  * only the first would be seen by MHD_lookup_connection_value (RFC 9110 §5.3 makes them one
  * list). The cap is above MHD's whole header space; if it were ever reached the header is
@@ -437,12 +531,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   size_t *upload_data_size, void **con_cls)
 {
     (void)cls;
-    (void)version;
     struct conn_ctx *ctx = *con_cls;
     if (!ctx) {
         *con_cls = ctx = new_ctx(conn, url, method);
-        /* MHD 0.9.75 accepts a response only now or once the whole body is read: refuse an
-         * announced oversized body at once (MHD then skips the body and closes) */
+        /* MHD 0.9.75 accepts a response only now or once the whole body is read: refuse a
+         * malformed header block and an announced oversized body at once (the connection
+         * closes; an ambiguous body is never read) */
+        const char *why = header_block_fault(conn, version);
+        if (why) {
+            ctx->close = true;
+            return finish(ctx, ink_fail(&ctx->req, INK_INVALID, "malformed_request", why));
+        }
         if (ctx->state == ST_TOO_LARGE)
             return finish(ctx, ink_fail(&ctx->req, INK_TOO_LARGE, "payload_too_large",
                                         "The request body is too large."));
@@ -549,7 +648,7 @@ bool ink_server_start(void)
         (unsigned)cfg->http_max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         (unsigned)cfg->http_max_conns_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1,
-        MHD_OPTION_END);
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_keeping_nul, NULL, MHD_OPTION_END);
     if (!daemon_handle) {
         ink_error("cannot listen on %s:%u", cfg->listen_addr, cfg->port);
         return false;
