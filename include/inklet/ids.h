@@ -16,6 +16,8 @@ bool ink_uuid_valid(const char *s);
 size_t ink_base64url_encode(const unsigned char *in, size_t n, char *out);
 /** Lower-case hex of n bytes into out (2n+1). */
 void ink_hex_encode(const unsigned char *in, size_t n, char *out);
+/** The value of one hex digit (either case), or -1. */
+int ink_hex_digit(char c);
 /** Decodes exactly 2n hex chars (either case) into out[n]; false on any bad char/length. */
 bool ink_hex_decode(const char *hex, size_t hexlen, unsigned char *out, size_t n);
 

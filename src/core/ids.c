@@ -47,7 +47,7 @@ void ink_uuid_v7(char out[INK_UUID_STRLEN + 1])
     out[o] = '\0';
 }
 
-static int hexval(char c)
+int ink_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -66,7 +66,7 @@ bool ink_uuid_valid(const char *s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (s[i] != '-')
                 return false;
-        } else if (hexval(s[i]) < 0) {
+        } else if (ink_hex_digit(s[i]) < 0) {
             return false;
         }
     }
@@ -113,7 +113,7 @@ bool ink_hex_decode(const char *hex, size_t hexlen, unsigned char *out, size_t n
     if (hexlen != 2 * n)
         return false;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = ink_hex_digit(hex[2 * i]), lo = ink_hex_digit(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (unsigned char)(hi << 4 | lo);

@@ -415,24 +415,13 @@ static const char *header_block_fault(struct MHD_Connection *conn, const char *v
 /* MHD's percent-decoding (for the path and the query), except that %00 stays as it is: a decoded
  * NUL would end the C string early ("/health%00x" would be served as /health, an id would be
  * read up to the NUL). */
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *conn, char *s)
 {
     (void)cls;
     (void)conn;
     char *w = s;
     for (const char *r = s; *r;) {
-        int hi = r[0] == '%' ? hex_value(r[1]) : -1, lo = hi >= 0 ? hex_value(r[2]) : -1;
+        int hi = r[0] == '%' ? ink_hex_digit(r[1]) : -1, lo = hi >= 0 ? ink_hex_digit(r[2]) : -1;
         if (lo >= 0 && (hi | lo) != 0) {
             *w++ = (char)(hi * 16 + lo);
             r += 3;
