@@ -90,8 +90,8 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int qos_count,
 {
     (void)m;
     (void)obj;
-    if (mid != atomic_load(&mq.subscribe_mid))
-        return;
+    if (mid != atomic_load(&mq.subscribe_mid) || atomic_load(&mq.stopping))
+        return; /* a late SUBACK must not mark the link up again during shutdown */
     if (qos_count < 1 || !granted_qos || granted_qos[0] < 0 || granted_qos[0] > 2) {
         ink_warn("broker refused the subscription to %s (SUBACK 0x%02x): no device message can "
                  "arrive; check the broker's ACL for client %s",

@@ -9,6 +9,7 @@
 #include "inklet/timeutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,13 +39,7 @@ struct worker {
 
 static struct worker *workers;
 static unsigned nworkers;
-
-static unsigned long long dropped_total(void)
-{
-    struct ink_broker_stats st;
-    ink_broker_get_stats(&st);
-    return st.dropped;
-}
+static atomic_ullong dropped_at_shutdown;
 
 static unsigned pick(const char *key)
 {
@@ -124,6 +119,7 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&w->lock);
         if (drop) {
             ink_broker_count_drop();
+            atomic_fetch_add(&dropped_at_shutdown, 1);
         } else {
             run(w, &j);
         }
@@ -162,10 +158,9 @@ void ink_ingest_stop(unsigned drain_ms)
         pthread_cond_signal(&workers[i].cond);
         pthread_mutex_unlock(&workers[i].lock);
     }
-    unsigned long long before = dropped_total();
     for (unsigned i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
-    unsigned long long dropped = dropped_total() - before;
+    unsigned long long dropped = atomic_load(&dropped_at_shutdown);
     if (dropped)
         ink_warn("shutdown: %llu queued device messages were not processed in time", dropped);
 }
