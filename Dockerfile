@@ -2,11 +2,12 @@
 # Inklet backend (inkletd) — multi-stage image on Debian 12 (bookworm).
 #
 #   docker build -t inklet .
-#   docker run --rm -p 4000:4000 --env-file inkletd.env --stop-timeout 15 inklet
+#   docker run --rm -p 4000:4000 --env-file inkletd.env --stop-timeout 25 inklet
 #   docker run --rm --env-file inkletd.env inklet migrate
 #
 # Configuration is environment only (see config/inkletd.env.example); the daemon drains for up
-# to SHUTDOWN_GRACE (10 s) on SIGTERM, so give `docker stop` a little more than that.
+# to SHUTDOWN_GRACE (10 s) on SIGTERM and then stops its workers (a few seconds more), so give
+# `docker stop` 25 s.
 
 # ---------------------------------------------------------------------------- build stage
 FROM debian:12 AS build

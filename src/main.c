@@ -27,7 +27,7 @@
 #define MAINTENANCE_INTERVAL_S 600
 #define INGEST_WORKERS 2
 #define INGEST_QUEUE 8192
-/* queued device messages get this long at shutdown (inside systemd's 15 s stop timeout) */
+/* queued device messages get this long at shutdown (config/inklet.service allows 25 s in all) */
 #define INGEST_DRAIN_MS 2000
 
 static void usage(FILE *out)
