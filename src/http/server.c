@@ -60,7 +60,8 @@ struct conn_ctx {
     char allow[96];
     const char *origin;
     const char *content_type;
-    bool close; /* answer with Connection: close */
+    bool close;               /* answer with Connection: close */
+    const char *header_fault; /* why the header block is malformed (static text), or NULL */
 };
 
 static struct MHD_Daemon *daemon_handle;
@@ -367,12 +368,32 @@ static bool is_token(const char *s)
     return true;
 }
 
+/* One pass over the header block: its faults, and the X-Forwarded-For lines joined in order
+ * with ", " (proxies append their own line; only the first would be seen by
+ * MHD_lookup_connection_value, and RFC 9110 §5.3 makes them one list). */
 struct header_scan {
     unsigned hosts;
     unsigned content_lengths;
     const char *content_length;
     const char *fault;
+    bool want_xff;      /* only behind a trusted proxy */
+    struct ink_buf xff; /* limit 0 once refused */
 };
+
+/* The cap is above MHD's whole header space; if it were ever reached the header is dropped
+ * entirely (the client is then the proxy), never cut, since cutting would lose the
+ * proxy-appended end. */
+#define XFF_LIMIT (128 * 1024)
+
+static void join_forwarded_for(struct ink_buf *b, const char *value)
+{
+    if (!value || b->limit == 0)
+        return;
+    if ((b->len && !ink_buf_append(b, ", ", 2)) || !ink_buf_append(b, value, strlen(value))) {
+        ink_buf_free(b);
+        b->limit = 0; /* refuse the rest too */
+    }
+}
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value)
@@ -392,6 +413,8 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
         }
         h->content_length = value ? value : "";
     }
+    if (h->want_xff && strcasecmp(key, "X-Forwarded-For") == 0)
+        join_forwarded_for(&h->xff, value);
     return MHD_YES;
 }
 
@@ -400,14 +423,14 @@ static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const cha
  * colon or a folded first line arrive), a missing or repeated Host in HTTP/1.1, and
  * Content-Length lines that disagree (a request-smuggling vector behind a proxy that picks the
  * other one). NULL when the block is fine. */
-static const char *header_block_fault(struct MHD_Connection *conn, const char *version)
+static const char *scan_headers(struct MHD_Connection *conn, const char *version,
+                                struct header_scan *h)
 {
-    struct header_scan h = {0};
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &h);
-    if (h.fault)
-        return h.fault;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, h);
+    if (h->fault)
+        return h->fault;
     bool http11 = version && strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
-    if (h.hosts > 1 || (http11 && h.hosts == 0))
+    if (h->hosts > 1 || (http11 && h->hosts == 0))
         return "An HTTP/1.1 request needs exactly one Host header.";
     return NULL;
 }
@@ -433,28 +456,8 @@ static size_t unescape_keeping_nul(void *cls, struct MHD_Connection *conn, char 
     return (size_t)(w - s);
 }
 
-/* Every X-Forwarded-For line, joined in order with ", ": proxies append their own line, and
- * only the first would be seen by MHD_lookup_connection_value (RFC 9110 §5.3 makes them one
- * list). The cap is above MHD's whole header space; if it were ever reached the header is
- * dropped entirely (the client is then the proxy), never cut, since cutting would lose the
- * proxy-appended end. */
-#define XFF_LIMIT (128 * 1024)
-
-static enum MHD_Result join_forwarded_for(void *cls, enum MHD_ValueKind kind, const char *key,
-                                          const char *value)
-{
-    (void)kind;
-    struct ink_buf *b = cls;
-    if (!value || strcasecmp(key, "X-Forwarded-For") != 0 || b->limit == 0)
-        return MHD_YES;
-    if ((b->len && !ink_buf_append(b, ", ", 2)) || !ink_buf_append(b, value, strlen(value))) {
-        ink_buf_free(b);
-        b->limit = 0; /* refuse the rest too */
-    }
-    return MHD_YES;
-}
-
-static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, const char *method)
+static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, const char *method,
+                                const char *version)
 {
     struct conn_ctx *ctx = ink_calloc(1, sizeof *ctx);
     struct ink_req *req = &ctx->req;
@@ -488,12 +491,12 @@ static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, co
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer,
                       sizeof req->peer_ip);
     }
-    struct ink_buf xff;
-    ink_buf_init(&xff, XFF_LIMIT);
-    if (ink_app.trusted_proxies.count)
-        MHD_get_connection_values(conn, MHD_HEADER_KIND, join_forwarded_for, &xff);
-    ink_client_ip(&ink_app.trusted_proxies, peer, xff.data, req->client_ip, sizeof req->client_ip);
-    ink_buf_free(&xff);
+    struct header_scan h = {.want_xff = ink_app.trusted_proxies.count > 0};
+    ink_buf_init(&h.xff, XFF_LIMIT);
+    ctx->header_fault = scan_headers(conn, version, &h);
+    ink_client_ip(&ink_app.trusted_proxies, peer, h.xff.data, req->client_ip,
+                  sizeof req->client_ip);
+    ink_buf_free(&h.xff);
 
     MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, keep_query_arg, ctx);
 
@@ -522,14 +525,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)cls;
     struct conn_ctx *ctx = *con_cls;
     if (!ctx) {
-        *con_cls = ctx = new_ctx(conn, url, method);
+        *con_cls = ctx = new_ctx(conn, url, method, version);
         /* MHD 0.9.75 accepts a response only now or once the whole body is read: refuse a
          * malformed header block and an announced oversized body at once (the connection
          * closes; an ambiguous body is never read) */
-        const char *why = header_block_fault(conn, version);
-        if (why) {
+        if (ctx->header_fault) {
             ctx->close = true;
-            return finish(ctx, ink_fail(&ctx->req, INK_INVALID, "malformed_request", why));
+            return finish(ctx,
+                          ink_fail(&ctx->req, INK_INVALID, "malformed_request", ctx->header_fault));
         }
         if (ctx->state == ST_TOO_LARGE)
             return finish(ctx, ink_fail(&ctx->req, INK_TOO_LARGE, "payload_too_large",
