@@ -58,7 +58,7 @@ enum ink_status ink_db_query(const struct ink_sql *sql, int nparams, const char 
  *  is never mistaken for a dead database. */
 bool ink_db_monitor_start(void);
 void ink_db_monitor_stop(void);
-/** True when the last ping succeeded and one succeeded within the last 1.5 s. Never blocks. */
+/** True when the last ping succeeded and one succeeded within the last second. Never blocks. */
 bool ink_db_ready(void);
 
 struct ink_db_stats {

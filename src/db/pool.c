@@ -26,7 +26,7 @@
 /* the readiness monitor pings this often, and calls the database unavailable when no ping has
  * succeeded for READY_STALE_MS (or the last one failed) */
 #define MONITOR_INTERVAL_MS 500
-#define READY_STALE_MS 1500
+#define READY_STALE_MS 1000 /* contract §1: the database status is at most 1 s old */
 
 struct ink_db {
     PGconn *conn;
