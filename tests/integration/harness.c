@@ -56,15 +56,13 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static char *read_file(const char *path)
+char *itest_read_file(const char *path, size_t *len_out)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return xstrdup("");
     size_t cap = 4096, len = 0;
     char *buf = xmalloc(cap);
     size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+    while (f && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
         len += n;
         if (cap - len - 1 == 0) {
             cap *= 2;
@@ -75,8 +73,22 @@ static char *read_file(const char *path)
         }
     }
     buf[len] = '\0';
-    fclose(f);
+    if (f)
+        fclose(f);
+    if (len_out)
+        *len_out = len;
     return buf;
+}
+
+void itest_random_uuid(char out[37])
+{
+    unsigned char b[16];
+    assert_int_equal(RAND_bytes(b, sizeof b), 1);
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 int64_t itest_now_ms(void)
@@ -392,8 +404,8 @@ int itest_run_inkletd(const char *const args[], const char *const env[], unsigne
     memset(res, 0, sizeof *res);
     pid_t pid = itest_spawn(args, env, out_path, err_path);
     res->status = pid < 0 ? -1 : itest_wait_pid(pid, timeout_ms);
-    res->out = read_file(out_path);
-    res->err = read_file(err_path);
+    res->out = itest_read_file(out_path, NULL);
+    res->err = itest_read_file(err_path, NULL);
     return res->status;
 }
 
@@ -464,7 +476,7 @@ static void registry_remove(struct itest_daemon *d)
 
 void itest_daemon_dump_log(const struct itest_daemon *d, const char *why)
 {
-    char *log = read_file(d->log_path);
+    char *log = itest_read_file(d->log_path, NULL);
     size_t n = strlen(log);
     const char *from = n > 24000 ? log + n - 24000 : log;
     fprintf(stderr, "----- inkletd pid %d port %u (%s): %s%s -----\n%s%s----- end of log -----\n",
@@ -475,7 +487,7 @@ void itest_daemon_dump_log(const struct itest_daemon *d, const char *why)
 
 bool itest_daemon_log_has_sanitizer_report(const struct itest_daemon *d)
 {
-    char *log = read_file(d->log_path);
+    char *log = itest_read_file(d->log_path, NULL);
     bool bad = strstr(log, "Sanitizer") || strstr(log, "runtime error:");
     free(log);
     return bad;
@@ -556,7 +568,7 @@ struct itest_daemon *itest_daemon_start(const char *const env[])
             itest_daemon_dump_log(d, "did not become healthy");
             return NULL;
         }
-        char *log = read_file(d->log_path);
+        char *log = itest_read_file(d->log_path, NULL);
         bool port_taken = strstr(log, "cannot listen") != NULL;
         free(log);
         if (!port_taken || attempt == 2) {

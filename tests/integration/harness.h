@@ -30,16 +30,16 @@
 struct itest_config {
     const char *inkletd;
     const char *database_url;
-    const char *pg_stop;  /* NULL when not provided */
-    const char *pg_start; /* NULL when not provided */
+    const char *pg_stop;   /* NULL when not provided */
+    const char *pg_start;  /* NULL when not provided */
     const char *pg_freeze; /* SIGSTOPs the whole cluster (a hung host); NULL when not provided */
     const char *pg_thaw;   /* SIGCONTs it */
-    const char *mqtt_url; /* NULL when not provided */
-    const char *wrapper;  /* NULL when not provided */
-    unsigned slow;        /* multiplier for every wait: 1, or 20 under a wrapper */
-    char jwt_secret[65];  /* random, shared by every daemon of this run */
-    char tmpdir[64];      /* logs and captured output of this run */
-    char run_tag[8];      /* random, makes user names unique across runs on one database */
+    const char *mqtt_url;  /* NULL when not provided */
+    const char *wrapper;   /* NULL when not provided */
+    unsigned slow;         /* multiplier for every wait: 1, or 20 under a wrapper */
+    char jwt_secret[65];   /* random, shared by every daemon of this run */
+    char tmpdir[64];       /* logs and captured output of this run */
+    char run_tag[8];       /* random, makes user names unique across runs on one database */
 };
 
 extern struct itest_config itest;
@@ -56,6 +56,14 @@ int64_t itest_now_ms(void);
 /** `ms` scaled by the slowness factor (wrapper runs). */
 unsigned itest_scaled(unsigned ms);
 void itest_sleep_ms(unsigned ms);
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+/** The whole file as a NUL-terminated malloc'd string ("" when it cannot be read); its length in
+ *  *len when len is not NULL. */
+char *itest_read_file(const char *path, size_t *len);
+/** A random (v4) UUID in canonical lower-case form. */
+void itest_random_uuid(char out[37]);
 
 /* ---- processes ---------------------------------------------------------------------------- */
 

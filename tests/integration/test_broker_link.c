@@ -65,32 +65,9 @@ static unsigned pick_port(void)
 }
 
 /* The whole file as a NUL-terminated string (empty when it cannot be read); caller frees. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    size_t cap = 4096, len = 0, n;
-    char *buf = malloc(cap);
-    if (!buf)
-        abort();
-    while (f && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len - 1 == 0) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb)
-                abort();
-            buf = nb;
-        }
-    }
-    buf[len] = '\0';
-    if (f)
-        fclose(f);
-    return buf;
-}
-
 static bool file_has(const char *path, const char *needle)
 {
-    char *text = slurp(path);
+    char *text = itest_read_file(path, NULL);
     bool found = strstr(text, needle) != NULL;
     free(text);
     return found;
@@ -120,17 +97,6 @@ static bool contains_ci(const char *hay, size_t hay_len, const char *needle)
             return true;
     }
     return false;
-}
-
-static void random_uuid(char out[37])
-{
-    unsigned char b[16];
-    assert_int_equal(RAND_bytes(b, sizeof b), 1);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
 }
 
 /* ---- a private Mosquitto ------------------------------------------------------------------ */
@@ -231,7 +197,7 @@ static bool broker_start_dynsec(struct broker *b, const char *name, const char *
 static size_t connected_ids(const struct broker *b, char ids[][128], size_t max)
 {
     static const char marker[] = "New client connected from ";
-    char *log = slurp(b->log);
+    char *log = itest_read_file(b->log, NULL);
     size_t n = 0;
     for (const char *p = strstr(log, marker); p; p = strstr(p + 1, marker)) {
         const char *eol = strchr(p, '\n');
@@ -258,7 +224,7 @@ static size_t connected_ids(const struct broker *b, char ids[][128], size_t max)
 /* How many "New client connected" lines the broker logged. */
 static size_t connect_count(const struct broker *b)
 {
-    char *log = slurp(b->log);
+    char *log = itest_read_file(b->log, NULL);
     size_t n = 0;
     for (const char *p = strstr(log, "New client connected from "); p;
          p = strstr(p + 1, "New client connected from "))
@@ -280,7 +246,7 @@ static bool wait_connects(const struct broker *b, size_t want, unsigned ms)
 
 static void dump_broker_log(const struct broker *b, const char *why)
 {
-    char *log = slurp(b->log);
+    char *log = itest_read_file(b->log, NULL);
     size_t n = strlen(log);
     const char *from = n > 12000 ? log + n - 12000 : log;
     fprintf(stderr, "----- mosquitto log (%s): %s -----\n%s\n----- end of mosquitto log -----\n",
@@ -429,7 +395,7 @@ static void test_broker_link_refused_subscription_logs_a_warning(void **state)
     /* a warn line: {"...","level":"warn",...} (LOG_FORMAT=json) or "<ts> warn  ..." (text) */
     bool warned = false;
     for (int64_t until = itest_now_ms() + itest_scaled(3000); !warned;) {
-        char *log = slurp(d->log_path);
+        char *log = itest_read_file(d->log_path, NULL);
         for (const char *line = log; *line && !warned;) {
             const char *eol = strchr(line, '\n');
             size_t len = eol ? (size_t)(eol - line) : strlen(line);
@@ -693,7 +659,7 @@ static bool publish_burst(const struct broker *b, char first_thing[64])
         snprintf(thing, sizeof thing, "bl-%s-%d-%u", itest.run_tag, (int)getpid(), i);
         if (i == 0)
             snprintf(first_thing, 64, "%s", thing);
-        random_uuid(hw);
+        itest_random_uuid(hw);
         snprintf(topic, sizeof topic, "inklet/dev/%s/up/heartbeat", thing);
         int len = snprintf(payload, sizeof payload,
                            "{\"hwId\":\"%s\",\"ts\":%lld,\"firmware\":\"1.0\",\"battery\":80}", hw,

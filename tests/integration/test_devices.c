@@ -49,17 +49,6 @@ static unsigned msg_wait(void)
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static void random_uuid(char out[37])
-{
-    unsigned char b[16];
-    assert_int_equal(RAND_bytes(b, sizeof b), 1);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}
-
 static void random_code(char out[7])
 {
     unsigned char b[6];
@@ -199,7 +188,7 @@ static void fdev_new(struct fdev *f)
     static atomic_uint counter;
     unsigned n = atomic_fetch_add(&counter, 1) + 1;
     memset(f, 0, sizeof *f);
-    random_uuid(f->hw);
+    itest_random_uuid(f->hw);
     snprintf(f->thing, sizeof f->thing, "itest-%s-%d-%u-%.8s", itest.run_tag, (int)getpid(), n,
              f->hw);
 }
@@ -489,7 +478,7 @@ static void sim_start(struct sim *s)
 {
     static unsigned seq;
     memset(s, 0, sizeof *s);
-    random_uuid(s->hw);
+    itest_random_uuid(s->hw);
     snprintf(s->thing, sizeof s->thing, "itest-sim-%s-%d-%.8s", itest.run_tag, (int)getpid(),
              s->hw);
     snprintf(s->out, sizeof s->out, "%s/sim-%u.out", itest.tmpdir, ++seq);
@@ -528,34 +517,13 @@ static void sim_stop(struct sim *s)
     }
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return strdup("");
-    size_t cap = 8192, len = 0, n;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    buf[len] = '\0';
-    fclose(f);
-    return buf;
-}
-
 /* Waits for `needle` in the simulator's output; copies what follows it (to the end of the line)
  * into after (may be NULL). */
 static bool sim_wait_output(const struct sim *s, const char *needle, char *after, size_t n)
 {
     int64_t deadline = itest_now_ms() + msg_wait();
     for (;;) {
-        char *text = slurp(s->out);
+        char *text = itest_read_file(s->out, NULL);
         char *hit = strstr(text, needle);
         if (hit) {
             if (after) {
@@ -675,7 +643,7 @@ static void test_shared_subscription_processes_each_message_once(void **state)
     for (int i = 0; i < 2; i++)
         before[i] = metric_of(d[i], "inklet_mqtt_messages_processed_total");
     char hw[37], thing[64];
-    random_uuid(hw);
+    itest_random_uuid(hw);
     snprintf(thing, sizeof thing, "share-%.8s", hw);
     const unsigned n = 20;
     for (unsigned k = 0; k < n; k++)
@@ -1130,7 +1098,7 @@ static void test_nfc_unknown_device_is_404(void **state)
     struct itest_user u = {0};
     itest_register(D, &u);
     char hw[37], payload[80];
-    random_uuid(hw);
+    itest_random_uuid(hw);
     nfc_payload(hw, payload);
     struct itest_resp r;
     itest_callf(D, "POST", "/api/devices/bind/nfc", u.s.access, &r, "{s:s}", "payload", payload);
@@ -1203,7 +1171,7 @@ static void test_device_routes_for_unknown_id_are_404(void **state)
     struct itest_user u = {0};
     itest_register(D, &u);
     char random_id[37];
-    random_uuid(random_id);
+    itest_random_uuid(random_id);
     const char *ids[] = {NO_SUCH_ID, random_id};
     for (size_t k = 0; k < ITEST_ARRAY_LEN(ids); k++)
         for (size_t i = 0; i < ITEST_ARRAY_LEN(ROUTES); i++)
@@ -1811,7 +1779,7 @@ static void test_heartbeat_with_other_hwid_is_rejected(void **state)
     json_decref(dev);
     /* an impostor on f's thing name */
     char other_hw[37];
-    random_uuid(other_hw);
+    itest_random_uuid(other_hw);
     assert_true(itest_mqtt_heartbeat(MQ, f.thing, other_hw, "evil", 7));
     /* then f itself (no firmware): once its battery shows, the impostor has been handled */
     assert_true(itest_mqtt_heartbeat(MQ, f.thing, f.hw, NULL, 61));

@@ -193,27 +193,11 @@ static void run_begin(struct run *run, bool judge)
     run->used[run->nused++] = run->d;
 }
 
-static char *read_whole_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    struct fbuf b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fb_add(&b, chunk, n);
-    fclose(f);
-    if (!b.data)
-        fb_add(&b, "", 0);
-    *len = b.len;
-    return b.data;
-}
-
 /* Prints up to `max` bytes of the end of the daemon's log, control bytes made visible. */
 static void print_log_tail(const struct itest_daemon *d, size_t max)
 {
     size_t len;
-    char *log = read_whole_file(d->log_path, &len);
+    char *log = itest_read_file(d->log_path, &len);
     size_t from = len > max ? len - max : 0;
     fprintf(stderr, "    ----- end of %s -----\n    ", d->log_path);
     for (size_t i = from; i < len; i++) {
@@ -983,7 +967,7 @@ static void test_framing_hostile_user_agent_never_fails_a_login(void **state)
 static unsigned check_log_lines(const struct itest_daemon *d, unsigned *request_lines)
 {
     size_t len;
-    char *log = read_whole_file(d->log_path, &len);
+    char *log = itest_read_file(d->log_path, &len);
     unsigned bad = 0, lineno = 0;
     for (size_t start = 0; start < len;) {
         const char *nl = memchr(log + start, '\n', len - start);

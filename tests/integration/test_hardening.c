@@ -445,22 +445,6 @@ static void expect_opaque_500(const struct itest_resp *r)
     assert_null(strstr(msg, "ERROR"));
 }
 
-static char *read_whole(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    assert_true(n >= 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static void test_hardening_database_errors_answer_opaque_500(void **state)
 {
     (void)state;
@@ -507,7 +491,7 @@ static void test_hardening_database_errors_answer_opaque_500(void **state)
     itest_resp_free(&r);
 
     assert_int_equal(itest_daemon_stop(d), 0);
-    char *log = read_whole(d->log_path);
+    char *log = itest_read_file(d->log_path, NULL);
     const char *secrets[] = {u.password, u.email, v.password, v.email};
     for (size_t i = 0; i < ITEST_ARRAY_LEN(secrets); i++) {
         if (strstr(log, secrets[i]))

@@ -684,30 +684,6 @@ static void test_systemd_notify_ready_then_stopping(void **state)
 
 /* ---- request log, OpenAPI, metrics ---------------------------------------------------------- */
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    char *text = NULL;
-    size_t cap = 0, len = 0, n;
-    char chunk[4096];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            cap = (len + n + 1) * 2;
-            text = realloc(text, cap);
-            assert_non_null(text);
-        }
-        memcpy(text + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (!text)
-        text = calloc(1, 1);
-    else
-        text[len] = '\0';
-    return text;
-}
-
 static void test_request_log_has_one_json_line_per_request_and_no_secrets(void **state)
 {
     (void)state;
@@ -729,7 +705,7 @@ static void test_request_log_has_one_json_line_per_request_and_no_secrets(void *
     itest_resp_free(&r);
     assert_int_equal(itest_daemon_stop(d), 0);
 
-    char *log = read_file(d->log_path);
+    char *log = itest_read_file(d->log_path, NULL);
     /* nothing secret, ever */
     assert_null(strstr(log, u.password));
     assert_null(strstr(log, s.access));
