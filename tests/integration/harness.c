@@ -137,6 +137,7 @@ bool itest_init(void)
     itest.pg_freeze = env_nonempty("INKLET_ITEST_PG_FREEZE");
     itest.pg_thaw = env_nonempty("INKLET_ITEST_PG_THAW");
     itest.mqtt_url = env_nonempty("INKLET_ITEST_MQTT_URL");
+    itest.fake_stripe = env_nonempty("INKLET_ITEST_FAKE_STRIPE");
     itest.wrapper = env_nonempty("INKLET_ITEST_WRAPPER");
     itest.slow = itest.wrapper ? 20 : 1;
     if (!itest.inkletd || !itest.database_url) {

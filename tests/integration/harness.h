@@ -35,6 +35,8 @@ struct itest_config {
     const char *pg_freeze; /* SIGSTOPs the whole cluster (a hung host); NULL when not provided */
     const char *pg_thaw;   /* SIGCONTs it */
     const char *mqtt_url;  /* NULL when not provided */
+    const char *fake_stripe; /* tests/fakes/fake_stripe.py (run with /usr/bin/python3); NULL when
+                                not provided */
     const char *wrapper;   /* NULL when not provided */
     unsigned slow;         /* multiplier for every wait: 1, or 20 under a wrapper */
     char jwt_secret[65];   /* random, shared by every daemon of this run */
