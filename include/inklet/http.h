@@ -20,11 +20,13 @@ enum ink_route_flags {
     INK_ROUTE_AUTH = 1 << 0,     /* Bearer access token required; req->auth is filled */
     INK_ROUTE_JSON = 1 << 1,     /* body, when present, must be a JSON object (req->json) */
     INK_ROUTE_JSON_REQ = 1 << 2, /* a JSON object body is required */
-    INK_ROUTE_SLOW = 1 << 3,     /* runs on the hashing lane (password hashing, upstream calls) */
+    INK_ROUTE_SLOW = 1 << 3,     /* runs on the hashing lane (password hashing) */
     INK_ROUTE_RAW_1MB = 1 << 4,  /* raw body up to 1 MiB, not parsed (Stripe webhook) */
     INK_ROUTE_INLINE = 1 << 5,   /* runs on the HTTP thread: must never wait on anything (no
                                     database, no upstream, no AUTH); every other route runs on a
                                     worker lane */
+    INK_ROUTE_UPSTREAM = 1 << 6, /* runs on the upstream lane: waits on Stripe/Google/Apple,
+                                    which must never hold up hashing or database work */
 };
 
 enum ink_rate_class {
@@ -60,8 +62,9 @@ struct ink_req {
     json_t *json; /* parsed body on JSON routes; NULL when there was no body */
     const char *user_agent;
     const char *authorization;
-    char client_ip[48]; /* after the trusted-proxy rule */
-    char peer_ip[48];   /* the socket peer */
+    const char *signature; /* Stripe-Signature, on INK_ROUTE_RAW_1MB routes */
+    char client_ip[48];    /* after the trusted-proxy rule */
+    char peer_ip[48];      /* the socket peer */
     char request_id[65];
     struct ink_auth auth; /* filled on INK_ROUTE_AUTH routes */
 

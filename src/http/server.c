@@ -6,7 +6,8 @@
  *   final call   (upload size 0) parse the body, rate-limit, then either run the handler here
  *                (INK_ROUTE_INLINE routes, which never wait on anything) or suspend the
  *                connection and hand authentication + handler to a worker lane: the request
- *                lane, or the hashing lane for INK_ROUTE_SLOW. After the worker resumes the
+ *                lane, the hashing lane for INK_ROUTE_SLOW, or the upstream lane for
+ *                INK_ROUTE_UPSTREAM (Stripe calls). After the worker resumes the
  *                connection MHD calls once more and the stored result is sent.
  * The HTTP threads therefore never wait on the database: /health answers in microseconds even
  * while PostgreSQL hangs, and each worker's waits end at the request's deadline (the moment it
@@ -43,6 +44,11 @@ enum ctx_state { ST_READING, ST_TOO_LARGE, ST_WORKING, ST_WORK_DONE, ST_RESPONDE
 #define HASH_QUEUE_CAPACITY 256
 /* hashing workers yield the CPU to the HTTP threads and the request lane under load */
 #define HASH_NICE 10
+/* Calls to Stripe (and, later, Google and Apple) mostly wait on the network: a thread each, so
+ * a provider that takes STRIPE_TIMEOUT to answer holds at most these, never a hashing worker or a
+ * database worker. Past the queue the answer is 503. */
+#define UPSTREAM_WORKERS 16
+#define UPSTREAM_QUEUE_CAPACITY 256
 
 struct conn_ctx {
     struct ink_req req;
@@ -66,7 +72,7 @@ struct conn_ctx {
 
 static struct MHD_Daemon *daemon_handle;
 static atomic_uint inflight;
-static struct ink_workq *lane_requests, *lane_hashing;
+static struct ink_workq *lane_requests, *lane_hashing, *lane_upstream;
 
 /* ---- handler helpers ---------------------------------------------------------------------- */
 
@@ -338,7 +344,9 @@ static enum MHD_Result dispatch(struct conn_ctx *ctx)
         return finish(ctx, st);
     if (req->route->flags & INK_ROUTE_INLINE)
         return finish(ctx, req->route->handler(req));
-    struct ink_workq *lane = req->route->flags & INK_ROUTE_SLOW ? lane_hashing : lane_requests;
+    struct ink_workq *lane = req->route->flags & INK_ROUTE_SLOW       ? lane_hashing
+                             : req->route->flags & INK_ROUTE_UPSTREAM ? lane_upstream
+                                                                      : lane_requests;
     ctx->ready_ms = ink_now_mono_ms();
     ctx->state = ST_WORKING;
     MHD_suspend_connection(ctx->conn);
@@ -507,6 +515,8 @@ static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, co
     size_t limit = req->route && (req->route->flags & INK_ROUTE_RAW_1MB) ? INK_BODY_LIMIT_WEBHOOK
                                                                          : INK_BODY_LIMIT_JSON;
     ink_buf_init(&ctx->body, limit);
+    if (req->route && (req->route->flags & INK_ROUTE_RAW_1MB))
+        req->signature = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Stripe-Signature");
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
         char *end;
@@ -629,7 +639,8 @@ bool ink_server_start(void)
     }
     lane_requests = ink_workq_start(cfg->db_pool_size, cfg->http_max_conns, 0);
     lane_hashing = ink_workq_start(cfg->hash_concurrency + 1, HASH_QUEUE_CAPACITY, HASH_NICE);
-    if (!lane_requests || !lane_hashing) {
+    lane_upstream = ink_workq_start(UPSTREAM_WORKERS, UPSTREAM_QUEUE_CAPACITY, 0);
+    if (!lane_requests || !lane_hashing || !lane_upstream) {
         ink_error("cannot start worker threads");
         return false;
     }
@@ -670,7 +681,8 @@ void ink_server_stop(void)
      * a live daemon; queued jobs still finish (each within its deadline) */
     ink_workq_stop(lane_requests);
     ink_workq_stop(lane_hashing);
-    lane_requests = lane_hashing = NULL;
+    ink_workq_stop(lane_upstream);
+    lane_requests = lane_hashing = lane_upstream = NULL;
     if (!daemon_handle)
         return;
     MHD_stop_daemon(daemon_handle);
