@@ -47,6 +47,7 @@ struct ink_config {
     char *stripe_secret_key, *stripe_webhook_secret;
     char *stripe_price_monthly, *stripe_price_yearly, *stripe_api_base;
     char *billing_success_url, *billing_cancel_url, *billing_portal_return_url;
+    unsigned stripe_timeout; /* seconds: the budget of one Stripe operation, retries included */
     /* OAuth */
     char *google_client_ids, *google_client_secret, *google_redirect_url;
     char *google_auth_url, *google_token_url, *google_jwks_url;

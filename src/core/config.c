@@ -21,6 +21,8 @@ enum key_flags {
     F_SECRET = 1,      /* redacted by check-config */
     F_REQ_SERVE = 2,   /* required to serve */
     F_REQ_MIGRATE = 4, /* required to migrate */
+    F_BILLING = 8,     /* required to serve once STRIPE_SECRET_KEY is set: half a billing setup
+                          would fail at a customer's checkout instead of at start */
 };
 
 struct config_key {
@@ -71,6 +73,30 @@ static const char *v_http_url(const char *v)
 {
     if (strncmp(v, "https://", 8) != 0 && strncmp(v, "http://", 7) != 0)
         return "must be an http:// or https:// URL";
+    return NULL;
+}
+
+/* Stripe's API base: https, or plain http only to this machine (the fake in tests), since the
+ * secret key travels in every request. */
+static const char *v_stripe_base(const char *v)
+{
+    if (strncmp(v, "https://", 8) == 0)
+        return v[8] && !strpbrk(v, " \t\r\n") ? NULL : "must be an https:// URL";
+    static const char *const loopback[] = {"http://127.0.0.1", "http://localhost", "http://[::1]"};
+    for (size_t i = 0; i < sizeof loopback / sizeof *loopback; i++) {
+        size_t n = strlen(loopback[i]);
+        if (strncmp(v, loopback[i], n) == 0 && (v[n] == '\0' || v[n] == ':' || v[n] == '/'))
+            return NULL;
+    }
+    return "must be an https:// URL (http:// only for 127.0.0.1, localhost or [::1])";
+}
+
+/* A value that goes into an HTTP header or form field as it is: visible ASCII, no spaces. */
+static const char *v_token(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= 0x20 || *p >= 0x7f)
+            return "must be printable ASCII without spaces";
     return NULL;
 }
 
@@ -153,14 +179,15 @@ static const struct config_key CONFIG_KEYS[] = {
     S("MQTT_KEY_FILE", NULL, mqtt_key_file, 0, NULL),
     S("MQTT_CLIENT_ID", "inklet-backend", mqtt_client_id, 0, NULL),
     S("MQTT_SHARE_GROUP", "", mqtt_share_group, 0, NULL),
-    S("STRIPE_SECRET_KEY", NULL, stripe_secret_key, F_SECRET, NULL),
-    S("STRIPE_WEBHOOK_SECRET", NULL, stripe_webhook_secret, F_SECRET, NULL),
-    S("STRIPE_PRICE_MONTHLY", NULL, stripe_price_monthly, 0, NULL),
-    S("STRIPE_PRICE_YEARLY", NULL, stripe_price_yearly, 0, NULL),
-    S("STRIPE_API_BASE", "https://api.stripe.com", stripe_api_base, 0, v_http_url),
-    S("BILLING_SUCCESS_URL", NULL, billing_success_url, 0, v_http_url),
-    S("BILLING_CANCEL_URL", NULL, billing_cancel_url, 0, v_http_url),
-    S("BILLING_PORTAL_RETURN_URL", NULL, billing_portal_return_url, 0, v_http_url),
+    S("STRIPE_SECRET_KEY", NULL, stripe_secret_key, F_SECRET | F_BILLING, v_token),
+    S("STRIPE_WEBHOOK_SECRET", NULL, stripe_webhook_secret, F_SECRET | F_BILLING, v_token),
+    S("STRIPE_PRICE_MONTHLY", NULL, stripe_price_monthly, F_BILLING, v_token),
+    S("STRIPE_PRICE_YEARLY", NULL, stripe_price_yearly, F_BILLING, v_token),
+    S("STRIPE_API_BASE", "https://api.stripe.com", stripe_api_base, 0, v_stripe_base),
+    U("STRIPE_TIMEOUT", "10", stripe_timeout, 1, 120),
+    S("BILLING_SUCCESS_URL", NULL, billing_success_url, F_BILLING, v_http_url),
+    S("BILLING_CANCEL_URL", NULL, billing_cancel_url, F_BILLING, v_http_url),
+    S("BILLING_PORTAL_RETURN_URL", NULL, billing_portal_return_url, F_BILLING, v_http_url),
     S("GOOGLE_CLIENT_IDS", NULL, google_client_ids, 0, NULL),
     S("GOOGLE_CLIENT_SECRET", NULL, google_client_secret, F_SECRET, NULL),
     S("GOOGLE_REDIRECT_URL", NULL, google_redirect_url, 0, v_http_url),
@@ -387,6 +414,16 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
         char *v = *(char **)((char *)cfg + k->offset);
         if ((!v || !*v) && !rejected[i]) { /* a rejected value already has its line */
             fprintf(err, "config: %s is required\n", k->key);
+            ok = false;
+        }
+    }
+    /* billing is all or nothing */
+    bool billing = cfg->stripe_secret_key && *cfg->stripe_secret_key;
+    for (size_t i = 0; billing && mode == INK_CONFIG_SERVE && i < NKEYS; i++) {
+        const struct config_key *k = &CONFIG_KEYS[i];
+        char *v = (k->flags & F_BILLING) ? *(char **)((char *)cfg + k->offset) : (char *)"set";
+        if ((!v || !*v) && !rejected[i]) {
+            fprintf(err, "config: %s is required when STRIPE_SECRET_KEY is set\n", k->key);
             ok = false;
         }
     }

@@ -549,6 +549,55 @@ static void redirect_and_url_keys_are_checked(void **state)
     expect_key_rejected("BILLING_SUCCESS_URL", "javascript:alert(1)");
 }
 
+static void stripe_api_base_is_https_or_loopback_http(void **state)
+{
+    (void)state;
+    expect_key_accepted("STRIPE_API_BASE", "https://api.stripe.com");
+    expect_key_accepted("STRIPE_API_BASE", "http://127.0.0.1:12111");
+    expect_key_accepted("STRIPE_API_BASE", "http://localhost:12111");
+    expect_key_accepted("STRIPE_API_BASE", "http://[::1]:12111");
+    /* the secret key travels in every request: never in clear text over a network */
+    expect_key_rejected("STRIPE_API_BASE", "http://api.stripe.com");
+    expect_key_rejected("STRIPE_API_BASE", "http://127.0.0.1.evil.example");
+    expect_key_rejected("STRIPE_API_BASE", "http://localhost.evil.example");
+    expect_key_accepted("STRIPE_TIMEOUT", "1");
+    expect_key_accepted("STRIPE_TIMEOUT", "120");
+    expect_key_rejected("STRIPE_TIMEOUT", "0");
+    expect_key_rejected("STRIPE_TIMEOUT", "121");
+    /* values that end up in a header or a form field as they are */
+    expect_key_rejected("STRIPE_SECRET_KEY", "sk_test_a\r\nX-Evil: 1");
+    expect_key_rejected("STRIPE_PRICE_MONTHLY", "price 1");
+}
+
+static void billing_keys_are_all_or_nothing(void **state)
+{
+    (void)state;
+    /* without a secret key nothing else is needed (billing answers 503) */
+    const char *none[] = {"STRIPE_PRICE_MONTHLY", "price_m", NULL};
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, none);
+    assert_true(r.ok);
+    release(&r);
+    /* with it, every missing piece is named, one line each */
+    const char *half[] = {"STRIPE_SECRET_KEY", "sk_test_x", "STRIPE_PRICE_MONTHLY", "price_m",
+                          NULL};
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, half);
+    assert_false(r.ok);
+    assert_int_equal(count_lines(r.err), 5);
+    static const char *const missing[] = {"STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_YEARLY",
+                                          "BILLING_SUCCESS_URL", "BILLING_CANCEL_URL",
+                                          "BILLING_PORTAL_RETURN_URL"};
+    for (size_t i = 0; i < sizeof missing / sizeof *missing; i++)
+        if (!strstr(r.err, missing[i]))
+            fail_msg("%s not named in:\n%s", missing[i], r.err);
+    assert_null(strstr(r.err, "STRIPE_PRICE_MONTHLY"));
+    release(&r);
+    /* migrate needs none of it */
+    load(&r, NULL, INK_CONFIG_MIGRATE, REQUIRED, half);
+    assert_true(r.ok);
+    release(&r);
+}
+
 static void several_bad_keys_give_one_line_each(void **state)
 {
     (void)state;
@@ -736,6 +785,16 @@ static void print_redacts_secrets_and_shows_the_rest(void **state)
                            "sk_live_51HzSECRETvalue",
                            "STRIPE_WEBHOOK_SECRET",
                            "whsec_SECRETwebhook",
+                           "STRIPE_PRICE_MONTHLY",
+                           "price_m",
+                           "STRIPE_PRICE_YEARLY",
+                           "price_y",
+                           "BILLING_SUCCESS_URL",
+                           "https://portal.example/ok",
+                           "BILLING_CANCEL_URL",
+                           "https://portal.example/cancel",
+                           "BILLING_PORTAL_RETURN_URL",
+                           "https://portal.example/account",
                            "GOOGLE_CLIENT_SECRET",
                            "GOCSPX-SECRETgoogle",
                            "METRICS_TOKEN",
@@ -873,6 +932,8 @@ int main(void)
         cmocka_unit_test(cors_origins_must_be_bare_origins),
         cmocka_unit_test(trusted_proxies_are_cidrs),
         cmocka_unit_test(redirect_and_url_keys_are_checked),
+        cmocka_unit_test(stripe_api_base_is_https_or_loopback_http),
+        cmocka_unit_test(billing_keys_are_all_or_nothing),
         cmocka_unit_test(several_bad_keys_give_one_line_each),
         cmocka_unit_test(legacy_singular_client_id_keys_are_accepted),
         cmocka_unit_test(file_sets_keys_and_environment_wins),
