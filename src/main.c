@@ -2,6 +2,7 @@
 #include "inklet/app.h"
 #include "inklet/accounts.h"
 #include "inklet/auth.h"
+#include "inklet/billing.h"
 #include "inklet/broker.h"
 #include "inklet/config.h"
 #include "inklet/db.h"
@@ -12,6 +13,7 @@
 #include "inklet/password.h"
 #include "inklet/ratelimit.h"
 #include "inklet/server.h"
+#include "inklet/stripe.h"
 
 #include <curl/curl.h>
 #include <signal.h>
@@ -32,7 +34,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: inkletd [--config FILE] [serve | migrate | check-config]\n"
+    fprintf(out, "usage: inkletd [--config FILE] [serve | migrate | check-config | billing-sync]\n"
                  "       inkletd --version\n");
 }
 
@@ -104,7 +106,13 @@ static int serve(void)
         ink_error("cannot start the database monitor");
         return 1;
     }
-    ink_account_on_delete(ink_devices_on_account_delete);
+    ink_stripe_init();
+    ink_account_on_delete(ink_devices_on_account_delete, NULL);
+    ink_account_on_delete(ink_billing_on_account_delete, ink_billing_after_account_delete);
+    if (!ink_billing_canceller_start()) {
+        ink_error("cannot start the billing canceller");
+        return 1;
+    }
     if (!ink_ingest_start(INGEST_WORKERS, INGEST_QUEUE) || !ink_broker_start())
         return 1;
     if (!ink_server_start())
@@ -123,6 +131,9 @@ static int serve(void)
         long long pruned = 0;
         if (sig < 0 && ink_session_prune(&pruned) == INK_OK && pruned)
             ink_info("pruned %lld expired session/token rows", pruned);
+        pruned = 0;
+        if (sig < 0 && ink_billing_prune(&pruned) == INK_OK && pruned)
+            ink_info("pruned %lld applied billing events older than 30 days", pruned);
     }
     ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace);
@@ -134,12 +145,31 @@ static int serve(void)
     ink_ingest_stop(INGEST_DRAIN_MS); /* queued device messages, bounded */
     ink_broker_stop(); /* DISCONNECT after the last publish; no callback after this */
     ink_ingest_free();
+    ink_billing_canceller_stop(); /* finishes the customer it is on (bounded by STRIPE_TIMEOUT) */
     ink_db_monitor_stop();
     ink_db_pool_close();
     ink_password_shutdown();
+    ink_stripe_shutdown();
     curl_global_cleanup();
     ink_info("stopped");
     return 0;
+}
+
+/* `inkletd billing-sync`: one reconciliation run against Stripe, then exit. */
+static int billing_sync(void)
+{
+    const struct ink_config *cfg = &ink_app.cfg;
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ink_error("curl_global_init failed");
+        return 1;
+    }
+    ink_stripe_init();
+    ink_db_pool_init(cfg->database_url, 1, cfg->db_timeout * 1000);
+    int rc = ink_billing_sync(stdout);
+    ink_db_pool_close();
+    ink_stripe_shutdown();
+    curl_global_cleanup();
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -158,7 +188,7 @@ int main(int argc, char **argv)
             config_file = argv[i] + 9;
         } else if (argv[i][0] != '-' &&
                    (strcmp(argv[i], "serve") == 0 || strcmp(argv[i], "migrate") == 0 ||
-                    strcmp(argv[i], "check-config") == 0)) {
+                    strcmp(argv[i], "check-config") == 0 || strcmp(argv[i], "billing-sync") == 0)) {
             command = argv[i];
         } else {
             usage(stderr);
@@ -179,6 +209,8 @@ int main(int argc, char **argv)
         rc = 0;
     } else if (migrate) {
         rc = ink_migrate_run(ink_app.cfg.database_url) ? 0 : 1;
+    } else if (strcmp(command, "billing-sync") == 0) {
+        rc = billing_sync();
     } else {
         rc = serve();
     }

@@ -31,9 +31,12 @@ enum ink_status ink_account_change_password(const char *user_id, const char *ses
 /** DELETE /auth/me. */
 enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err);
 
-/** Hooks other areas register to run when an account is deleted (devices unbound, billing
- *  cancelled). They run before the user row is removed; failures are logged, not fatal. */
-typedef void (*ink_account_delete_hook)(struct ink_db *db, const char *user_id);
-void ink_account_on_delete(ink_account_delete_hook hook);
+/** Hooks other areas register for account deletion (devices unbound, billing cancellations
+ *  recorded). `in_tx` runs inside the deletion's transaction before the user row is removed; a
+ *  failure aborts the deletion (nothing half-done). `after` (may be NULL) runs once it
+ *  committed, without a connection: wake a worker, never wait on anything. */
+typedef enum ink_status (*ink_account_delete_hook)(struct ink_db *db, const char *user_id);
+typedef void (*ink_account_deleted_hook)(const char *user_id);
+void ink_account_on_delete(ink_account_delete_hook in_tx, ink_account_deleted_hook after);
 
 #endif

@@ -31,7 +31,7 @@ enum ink_status ink_device_commands(const char *user_id, const char *device_id, 
 enum ink_status ink_device_state(const char *user_id, const char *device_id, json_t **out);
 
 /** Account deletion hook: unbinds every device of user_id and tells each one. */
-void ink_devices_on_account_delete(struct ink_db *db, const char *user_id);
+enum ink_status ink_devices_on_account_delete(struct ink_db *db, const char *user_id);
 
 /* ---- device side (db is the ingest worker's connection) ---- */
 enum ink_status ink_device_heartbeat(struct ink_db *db, const char *thing, const char *payload,

@@ -26,6 +26,12 @@ enum ink_status ink_h_sessions_list(struct ink_req *req);
 enum ink_status ink_h_sessions_revoke_all(struct ink_req *req);
 enum ink_status ink_h_session_revoke(struct ink_req *req);
 
+/* billing (src/billing/handlers.c) */
+enum ink_status ink_h_subscription(struct ink_req *req);
+enum ink_status ink_h_subscription_checkout(struct ink_req *req);
+enum ink_status ink_h_subscription_portal(struct ink_req *req);
+enum ink_status ink_h_billing_webhook(struct ink_req *req);
+
 /* devices (src/devices/handlers.c) */
 enum ink_status ink_h_devices_list(struct ink_req *req);
 enum ink_status ink_h_device_get(struct ink_req *req);

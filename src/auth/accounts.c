@@ -5,6 +5,7 @@
 #include "inklet/json.h"
 #include "inklet/log.h"
 #include "inklet/password.h"
+#include "inklet/plan.h"
 #include "inklet/validate.h"
 
 #include <stdio.h>
@@ -13,13 +14,19 @@
 
 #define MAX_DELETE_HOOKS 8
 
-static ink_account_delete_hook delete_hooks[MAX_DELETE_HOOKS];
+static struct {
+    ink_account_delete_hook in_tx;
+    ink_account_deleted_hook after;
+} delete_hooks[MAX_DELETE_HOOKS];
 static size_t delete_hook_count;
 
-void ink_account_on_delete(ink_account_delete_hook hook)
+void ink_account_on_delete(ink_account_delete_hook in_tx, ink_account_deleted_hook after)
 {
-    if (delete_hook_count < MAX_DELETE_HOOKS)
-        delete_hooks[delete_hook_count++] = hook;
+    if (delete_hook_count < MAX_DELETE_HOOKS) {
+        delete_hooks[delete_hook_count].in_tx = in_tx;
+        delete_hooks[delete_hook_count].after = after;
+        delete_hook_count++;
+    }
 }
 
 #define USER_COLUMNS                                                                               \
@@ -243,8 +250,10 @@ out:
 static const struct ink_sql SQL_ME = {
     "account_me", "SELECT " USER_COLUMNS ", password_hash IS NOT NULL,"
                   " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"
-                  "  WHERE user_id = users.id)"
-                  " FROM users WHERE id = $1"};
+                  "  WHERE user_id = users.id),"
+                  " sub.status, sub.interval, extract(epoch FROM sub.current_period_end)::bigint,"
+                  " sub.cancel_at_period_end"
+                  " FROM users" INK_SQL_JOIN_CURRENT_SUBSCRIPTION("users.id") " WHERE id = $1"};
 
 enum ink_status ink_account_me(const char *user_id, json_t **out)
 {
@@ -266,8 +275,12 @@ enum ink_status ink_account_me(const char *user_id, json_t **out)
     }
     json_object_set_new(me, "hasPassword", json_boolean(PQgetvalue(r, 0, 5)[0] == 't'));
     json_object_set_new(me, "providers", providers);
-    json_object_set_new(me, "plan", json_string("free"));
-    json_object_set_new(me, "subscription", json_null());
+    const char *status = ink_db_str(r, 0, 7);
+    json_object_set_new(me, "plan", json_string(ink_plan_name(status)));
+    json_object_set_new(me, "subscription",
+                        ink_plan_me_subscription(status, ink_db_str(r, 0, 8),
+                                                 ink_db_str(r, 0, 9) ? ink_db_ll(r, 0, 9) : 0,
+                                                 status && PQgetvalue(r, 0, 10)[0] == 't'));
     PQclear(r);
     *out = me;
     return INK_OK;
@@ -426,10 +439,19 @@ enum ink_status ink_account_delete(const char *user_id, const char *password, st
     struct ink_db *db;
     if ((st = ink_db_acquire(&db)) != INK_OK)
         return st;
-    for (size_t i = 0; i < delete_hook_count; i++)
-        delete_hooks[i](db, user_id);
-    st = ink_db_exec(db, &SQL_DELETE_USER, 1, (const char *[]){user_id}, NULL);
-    ink_db_release(db);
+    st = ink_db_simple(db, "BEGIN");
+    for (size_t i = 0; st == INK_OK && i < delete_hook_count; i++)
+        st = delete_hooks[i].in_tx(db, user_id);
+    if (st == INK_OK)
+        st = ink_db_exec(db, &SQL_DELETE_USER, 1, (const char *[]){user_id}, NULL);
+    if (st == INK_OK)
+        st = ink_db_simple(db, "COMMIT");
+    ink_db_release(db); /* rolls back what did not commit */
+    if (st != INK_OK)
+        return st;
     ink_session_cache_forget_user(user_id);
-    return st;
+    for (size_t i = 0; i < delete_hook_count; i++)
+        if (delete_hooks[i].after)
+            delete_hooks[i].after(user_id);
+    return INK_OK;
 }

@@ -340,16 +340,18 @@ static const struct ink_sql SQL_UNBIND_ALL = {
     "UPDATE devices SET owner_id = NULL, bound_at = NULL, nickname = NULL, state = NULL,"
     " state_updated_at = NULL WHERE owner_id = $1 RETURNING id, thing_name"};
 
-void ink_devices_on_account_delete(struct ink_db *db, const char *user_id)
+enum ink_status ink_devices_on_account_delete(struct ink_db *db, const char *user_id)
 {
     PGresult *r;
-    if (ink_db_exec(db, &SQL_UNBIND_ALL, 1, (const char *[]){user_id}, &r) != INK_OK) {
+    enum ink_status st = ink_db_exec(db, &SQL_UNBIND_ALL, 1, (const char *[]){user_id}, &r);
+    if (st != INK_OK) {
         ink_warn("could not unbind the devices of a deleted account");
-        return;
+        return st;
     }
     for (int i = 0; i < PQntuples(r); i++)
         send_command(db, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), "unbound", json_object(), NULL);
     PQclear(r);
+    return INK_OK;
 }
 
 /* ---- nickname, commands, state ------------------------------------------------------------ */

@@ -6,6 +6,8 @@
 #define JSON_REQ INK_ROUTE_JSON_REQ
 #define SLOW INK_ROUTE_SLOW
 #define INLINE INK_ROUTE_INLINE
+#define UPSTREAM INK_ROUTE_UPSTREAM
+#define RAW INK_ROUTE_RAW_1MB
 
 const struct ink_route ink_routes[] = {
     {"GET", "/health", ink_h_health, INLINE, INK_RATE_NONE},
@@ -24,6 +26,14 @@ const struct ink_route ink_routes[] = {
     {"GET", "/auth/sessions", ink_h_sessions_list, AUTH, INK_RATE_NONE},
     {"DELETE", "/auth/sessions", ink_h_sessions_revoke_all, AUTH, INK_RATE_NONE},
     {"DELETE", "/auth/sessions/{id}", ink_h_session_revoke, AUTH, INK_RATE_NONE},
+
+    {"GET", "/auth/subscription", ink_h_subscription, AUTH, INK_RATE_NONE},
+    {"POST", "/auth/subscription/checkout", ink_h_subscription_checkout, AUTH | JSON | UPSTREAM,
+     INK_RATE_NONE},
+    {"POST", "/auth/subscription/portal", ink_h_subscription_portal, AUTH | JSON | UPSTREAM,
+     INK_RATE_NONE},
+    {"POST", "/auth/subscription/webhook", ink_h_billing_webhook, RAW, INK_RATE_NONE},
+    {"POST", "/billing/webhook", ink_h_billing_webhook, RAW, INK_RATE_NONE},
 
     {"GET", "/api/devices", ink_h_devices_list, AUTH, INK_RATE_NONE},
     {"POST", "/api/devices/bind", ink_h_bind, AUTH | JSON_REQ, INK_RATE_BIND},
