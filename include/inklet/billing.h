@@ -54,6 +54,18 @@ void ink_billing_cancel_due(unsigned *done, unsigned *failed);
  *  customers; prints one line per change and a summary to `out`. 0 on success, 1 on failure. */
 int ink_billing_sync(FILE *out);
 
+/** Counters for /metrics. */
+struct ink_billing_stats {
+    unsigned long long webhook_applied;   /* stored with their effect (or none: unknown customer,
+                                             older than the stored state) */
+    unsigned long long webhook_duplicate; /* an id already stored */
+    unsigned long long webhook_ignored;   /* a type we do not handle */
+    unsigned long long webhook_rejected;  /* 400: signature or payload */
+    unsigned long long webhook_failed;    /* 5xx: could not be stored, Stripe retries */
+    unsigned long long stripe_ok, stripe_failed; /* API calls (after their retries) */
+};
+void ink_billing_get_stats(struct ink_billing_stats *out);
+
 /** Deletes applied-event records older than 30 days. */
 enum ink_status ink_billing_prune(long long *count);
 

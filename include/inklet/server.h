@@ -13,6 +13,6 @@ void ink_server_drain(unsigned grace_seconds);
 /** Lets the worker lanes finish what is queued, then stops the HTTP threads. */
 void ink_server_stop(void);
 /** Jobs waiting for a worker in each lane (metrics). */
-void ink_server_queue_stats(unsigned *requests, unsigned *hashing);
+void ink_server_queue_stats(unsigned *requests, unsigned *hashing, unsigned *upstream);
 
 #endif

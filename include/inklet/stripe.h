@@ -71,4 +71,7 @@ int64_t ink_stripe_budget(void);
 enum ink_status ink_stripe_call(const char *method, const char *path, const struct ink_form *form,
                                 const char *idempotency_key, int64_t deadline, json_t **out);
 
+/** Calls that ended in success / in failure (after retries), for /metrics. */
+void ink_stripe_stats(unsigned long long *ok, unsigned long long *failed);
+
 #endif

@@ -12,6 +12,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@
  * retry on another connection */
 #define CONNECT_TIMEOUT_MAX_MS 4000
 
+static atomic_ullong calls_ok, calls_failed;
 static CURLSH *share;
 static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 static char *auth_header;
@@ -272,5 +274,13 @@ enum ink_status ink_stripe_call(const char *method, const char *path, const stru
         log_failure(method, path, &a, attempts);
     }
     ink_buf_free(&a.body);
+    atomic_fetch_add_explicit(st == INK_OK || st == INK_NOT_FOUND ? &calls_ok : &calls_failed, 1,
+                              memory_order_relaxed);
     return st;
+}
+
+void ink_stripe_stats(unsigned long long *ok, unsigned long long *failed)
+{
+    *ok = atomic_load(&calls_ok);
+    *failed = atomic_load(&calls_failed);
 }

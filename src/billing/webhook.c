@@ -7,11 +7,29 @@
 #include "inklet/log.h"
 #include "inklet/stripe.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #define EVENT_TYPE_MAX 128
+
+static atomic_ullong n_applied, n_duplicate, n_ignored, n_rejected, n_failed;
+
+void ink_billing_get_stats(struct ink_billing_stats *out)
+{
+    out->webhook_applied = atomic_load(&n_applied);
+    out->webhook_duplicate = atomic_load(&n_duplicate);
+    out->webhook_ignored = atomic_load(&n_ignored);
+    out->webhook_rejected = atomic_load(&n_rejected);
+    out->webhook_failed = atomic_load(&n_failed);
+    ink_stripe_stats(&out->stripe_ok, &out->stripe_failed);
+}
+
+static void count(atomic_ullong *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
 
 enum effect {
     EFFECT_SUBSCRIPTION,
@@ -219,8 +237,8 @@ out:
     return st;
 }
 
-enum ink_status ink_billing_webhook(const char *signature, const char *body, size_t len,
-                                    struct ink_err *err)
+static enum ink_status webhook(const char *signature, const char *body, size_t len,
+                               struct ink_err *err)
 {
     const char *secret = ink_app.cfg.stripe_webhook_secret;
     if (!secret || !*secret) {
@@ -249,16 +267,32 @@ enum ink_status ink_billing_webhook(const char *signature, const char *body, siz
     enum ink_status st = parse_event(root, &ev, err);
     if (st == INK_OK && !handled(&ev)) {
         ink_debug("billing: %s %s is not a type we handle; acknowledged", ev.type, ev.id);
+        count(&n_ignored);
     } else if (st == INK_OK) {
         bool duplicate = false;
         st = store(&ev, &duplicate);
-        if (st == INK_INVALID)
+        if (st == INK_INVALID) {
             fail(err, "invalid_payload", "The event's object lacks fields it must have.");
-        else if (st == INK_OK && duplicate)
+        } else if (st == INK_OK && duplicate) {
             ink_info("billing: %s %s was already applied; acknowledged", ev.type, ev.id);
-        else if (st != INK_OK && st != INK_UNAVAILABLE)
+            count(&n_duplicate);
+        } else if (st == INK_OK) {
+            count(&n_applied);
+        } else {
             st = INK_UNAVAILABLE; /* 5xx either way: Stripe retries */
+        }
     }
     json_decref(root);
+    return st;
+}
+
+enum ink_status ink_billing_webhook(const char *signature, const char *body, size_t len,
+                                    struct ink_err *err)
+{
+    enum ink_status st = webhook(signature, body, len, err);
+    if (st == INK_INVALID)
+        count(&n_rejected);
+    else if (st != INK_OK && err->code == NULL)
+        count(&n_failed);
     return st;
 }

@@ -1,6 +1,7 @@
 #include "inklet/metrics.h"
 
 #include "inklet/alloc.h"
+#include "inklet/billing.h"
 #include "inklet/broker.h"
 #include "inklet/buf.h"
 #include "inklet/db.h"
@@ -105,15 +106,32 @@ char *ink_metrics_render(void)
             "# TYPE inklet_db_timeouts_total counter\ninklet_db_timeouts_total %llu\n"
             "# TYPE inklet_db_ready gauge\ninklet_db_ready %d\n",
             db.in_use, db.waiting, db.size, db.timeouts, ink_db_ready() ? 1 : 0);
-    unsigned q_requests, q_hashing;
-    ink_server_queue_stats(&q_requests, &q_hashing);
+    unsigned q_requests, q_hashing, q_upstream;
+    ink_server_queue_stats(&q_requests, &q_hashing, &q_upstream);
     appendf(&b,
             "# TYPE inklet_password_hash_waiting gauge\ninklet_password_hash_waiting %u\n"
             "# TYPE inklet_password_hashes_total counter\ninklet_password_hashes_total %llu\n"
             "# TYPE inklet_worker_queue_pending gauge\n"
             "inklet_worker_queue_pending{lane=\"requests\"} %u\n"
-            "inklet_worker_queue_pending{lane=\"hashing\"} %u\n",
-            ink_password_waiting(), ink_password_computed(), q_requests, q_hashing);
+            "inklet_worker_queue_pending{lane=\"hashing\"} %u\n"
+            "inklet_worker_queue_pending{lane=\"upstream\"} %u\n",
+            ink_password_waiting(), ink_password_computed(), q_requests, q_hashing, q_upstream);
+    struct ink_billing_stats bill;
+    ink_billing_get_stats(&bill);
+    appendf(&b,
+            "# HELP inklet_billing_webhook_events_total Stripe webhook deliveries by outcome.\n"
+            "# TYPE inklet_billing_webhook_events_total counter\n"
+            "inklet_billing_webhook_events_total{result=\"applied\"} %llu\n"
+            "inklet_billing_webhook_events_total{result=\"duplicate\"} %llu\n"
+            "inklet_billing_webhook_events_total{result=\"ignored\"} %llu\n"
+            "inklet_billing_webhook_events_total{result=\"rejected\"} %llu\n"
+            "inklet_billing_webhook_events_total{result=\"failed\"} %llu\n"
+            "# HELP inklet_stripe_requests_total Stripe API operations by outcome.\n"
+            "# TYPE inklet_stripe_requests_total counter\n"
+            "inklet_stripe_requests_total{result=\"ok\"} %llu\n"
+            "inklet_stripe_requests_total{result=\"failed\"} %llu\n",
+            bill.webhook_applied, bill.webhook_duplicate, bill.webhook_ignored,
+            bill.webhook_rejected, bill.webhook_failed, bill.stripe_ok, bill.stripe_failed);
     struct ink_broker_stats bs;
     ink_broker_get_stats(&bs);
     appendf(

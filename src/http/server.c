@@ -689,8 +689,9 @@ void ink_server_stop(void)
     daemon_handle = NULL;
 }
 
-void ink_server_queue_stats(unsigned *requests, unsigned *hashing)
+void ink_server_queue_stats(unsigned *requests, unsigned *hashing, unsigned *upstream)
 {
+    *upstream = lane_upstream ? ink_workq_pending(lane_upstream) : 0;
     *requests = lane_requests ? ink_workq_pending(lane_requests) : 0;
     *hashing = lane_hashing ? ink_workq_pending(lane_hashing) : 0;
 }
