@@ -3,10 +3,11 @@
 #
 #   bench/serve.sh &          # build + start inkletd with benchmark-friendly limits
 #   bench/run.sh              # all scenarios
-#   bench/run.sh health me    # only some: health me refresh login health-under-login soak
+#   bench/run.sh health me    # only some: health me refresh login health-under-login webhook soak
 #
 # Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12 s per scenario), THREADS (2),
-#   REFRESH_CONNECTIONS (32), SOAK_REQUESTS (1000000), SOAK_CONNECTIONS (64),
+#   REFRESH_CONNECTIONS (32), WEBHOOK_EVENTS (150000), WEBHOOK_CONNECTIONS (32),
+#   STRIPE_WEBHOOK_SECRET (whsec_inklet_fake, as bench/serve.sh sets it), SOAK_REQUESTS (1000000), SOAK_CONNECTIONS (64),
 #   SOAK_SAMPLE_SECONDS (5), SOAK_MAX_SECONDS (1800), INKLETD_PID (else .run/bench/inkletd.pid,
 #   .run/inkletd.pid, or pgrep), BENCH_WAIT (seconds to wait for the server, 900),
 #   BENCH_OUT (results folder, default .run/bench-results/<timestamp>).
@@ -22,13 +23,15 @@ BASE_URL="${BASE_URL%/}"
 DURATION="${DURATION:-12}"
 THREADS="${THREADS:-2}"
 REFRESH_CONNECTIONS="${REFRESH_CONNECTIONS:-32}"
+WEBHOOK_EVENTS="${WEBHOOK_EVENTS:-150000}"
+WEBHOOK_CONNECTIONS="${WEBHOOK_CONNECTIONS:-32}"
 SOAK_REQUESTS="${SOAK_REQUESTS:-1000000}"
 SOAK_CONNECTIONS="${SOAK_CONNECTIONS:-64}"
 SOAK_SAMPLE_SECONDS="${SOAK_SAMPLE_SECONDS:-5}"
 SOAK_MAX_SECONDS="${SOAK_MAX_SECONDS:-1800}"
 LUA="$ROOT/bench/lua"
 OUT="${BENCH_OUT:-$ROOT/.run/bench-results/$(date +%Y%m%d-%H%M%S)}"
-ALL_SCENARIOS=(health me refresh login health-under-login soak)
+ALL_SCENARIOS=(health me refresh login health-under-login webhook soak)
 if (($#)); then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
 
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -187,6 +190,38 @@ scenario_health_under_login() {
   summarize login-flood
 }
 
+metric() { # metric 'name{labels}' -> value from /metrics (loopback: no token needed)
+  curl -fsS --max-time 5 "$BASE_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'
+}
+
+scenario_webhook() {
+  local r token cus user="bench_wh_$tag" applied0 dup0 applied1 dup1
+  hdr "POST /billing/webhook (signed, each event once), $THREADS threads, $WEBHOOK_CONNECTIONS connections, ${DURATION}s"
+  # a user of its own: its subscriptions would slow the me/soak scenarios' user down
+  r="$(http_json POST /auth/register \
+    "{\"email\":\"$user@bench.invalid\",\"username\":\"$user\",\"password\":\"$BENCH_PASS\"}")"
+  need_2xx "register (webhook user)" "$r"
+  token="$(printf '%s' "${r% *}" | json_field accessToken)"
+  r="$(http_json POST /auth/subscription/portal '' "$token")"
+  need_2xx "billing portal (creates the Stripe customer; bench/serve.sh runs the fake Stripe)" "$r"
+  r="$(http_json GET /auth/subscription '' "$token")"
+  cus="$(printf '%s' "${r% *}" | json_field stripeCustomerId)"
+  [[ -n "$cus" ]] || die "no stripeCustomerId after the portal call"
+  echo "signing $WEBHOOK_EVENTS events for customer $cus..."
+  /usr/bin/python3 "$ROOT/bench/webhook_events.py" "${STRIPE_WEBHOOK_SECRET:-whsec_inklet_fake}" \
+    "$cus" "$WEBHOOK_EVENTS" >"$OUT/webhook_events.tsv"
+  applied0="$(metric 'inklet_billing_webhook_events_total{result="applied"}')"
+  dup0="$(metric 'inklet_billing_webhook_events_total{result="duplicate"}')"
+  run_wrk webhook -t"$THREADS" -c"$WEBHOOK_CONNECTIONS" -d"${DURATION}s" --latency \
+    -s "$LUA/webhook.lua" "$BASE_URL/billing/webhook" -- "$OUT/webhook_events.tsv" "$THREADS"
+  rm -f "$OUT/webhook_events.tsv"
+  applied1="$(metric 'inklet_billing_webhook_events_total{result="applied"}')"
+  dup1="$(metric 'inklet_billing_webhook_events_total{result="duplicate"}')"
+  echo "webhook events stored: $((applied1 - applied0)) applied, $((dup1 - dup0)) duplicates" \
+    "(the 200 count above must equal applied, duplicates must be 0)" | tee -a "$OUT/webhook.txt"
+  summarize webhook
+}
+
 scenario_soak() {
   local pid r token wrk_pid start_rss end_rss peak rss t0 done_prefix="$OUT/soak-done"
   hdr "memory soak: $SOAK_REQUESTS requests, mixed routes, $THREADS threads, $SOAK_CONNECTIONS connections"
@@ -247,4 +282,5 @@ hdr "summary ($BASE_URL, $(nproc) cores)"
 printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
 grep -h '^RSS start' "$OUT/soak.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
 grep -h '^refresh chains' "$OUT/refresh.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
+grep -h '^webhook' "$OUT/webhook.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
 echo "raw wrk output: $OUT"

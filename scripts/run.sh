@@ -15,6 +15,9 @@
 #   INKLET_RUN_DIR (.run)  INKLET_DB_NAME (inklet)  BUILD_DIR (build)
 #   INKLET_SKIP_BUILD=1    use the existing $BUILD_DIR/inkletd as is
 #   INKLET_SKIP_PACKAGES=1 do not check/install Debian packages
+#   INKLET_FAKE_STRIPE=1   also start the local fake Stripe (tests/fakes/fake_stripe.py) and point
+#                          billing at it (STRIPE_* / BILLING_* unless already set), to try billing
+#                          without a Stripe account; INKLET_STRIPE_PORT (12111, or the next free)
 # Any other key of config/inkletd.env.example (LOG_LEVEL, RATE_LIMIT_*, ...) passes through.
 # shellcheck disable=SC2317  # cleanup is invoked from traps
 set -Eeuo pipefail
@@ -38,6 +41,7 @@ export FACTORY_SECRET="${FACTORY_SECRET:-0123456789abcdef0123456789abcdef0123456
 
 OWN_PG=0
 OWN_MQTT=0
+FAKE_STRIPE_PID=""
 INKLETD_PID=""
 cleanup() {
   local rc=$?
@@ -48,6 +52,7 @@ cleanup() {
     svc_stop_pid "$INKLETD_PID" "$((${SHUTDOWN_GRACE:-10} + 5))" inkletd
   fi
   rm -f "$RUN_DIR/inkletd.pid"
+  if [[ -n "$FAKE_STRIPE_PID" ]]; then kill "$FAKE_STRIPE_PID" 2>/dev/null; wait "$FAKE_STRIPE_PID" 2>/dev/null; fi
   if ((OWN_MQTT)); then svc_mqtt_stop "$RUN_DIR/mqtt"; fi
   if ((OWN_PG)); then svc_pg_stop "$RUN_DIR/pg"; fi
   say "stopped"
@@ -116,6 +121,30 @@ else
 fi
 export MQTT_URL
 
+# ------------------------------------------------------------------ fake Stripe (opt-in)
+stripe_hint=""
+if [[ "${INKLET_FAKE_STRIPE:-0}" == 1 ]]; then
+  stripe_port="$(svc_free_port "${INKLET_STRIPE_PORT:-12111}")"
+  /usr/bin/python3 "$ROOT/tests/fakes/fake_stripe.py" --port "$stripe_port" \
+    >"$RUN_DIR/fake_stripe.log" 2>&1 &
+  FAKE_STRIPE_PID=$!
+  for ((i = 0; i < 50; i++)); do
+    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$stripe_port/_fake/health" 2>/dev/null && break
+    sleep 0.1
+  done
+  export STRIPE_API_BASE="${STRIPE_API_BASE:-http://127.0.0.1:$stripe_port}"
+  export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_inklet_fake}"
+  export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_inklet_fake}"
+  export STRIPE_PRICE_MONTHLY="${STRIPE_PRICE_MONTHLY:-price_inklet_monthly}"
+  export STRIPE_PRICE_YEARLY="${STRIPE_PRICE_YEARLY:-price_inklet_yearly}"
+  export BILLING_SUCCESS_URL="${BILLING_SUCCESS_URL:-http://localhost:5173/billing/success}"
+  export BILLING_CANCEL_URL="${BILLING_CANCEL_URL:-http://localhost:5173/billing/cancel}"
+  export BILLING_PORTAL_RETURN_URL="${BILLING_PORTAL_RETURN_URL:-http://localhost:5173/account}"
+  say "fake Stripe on $STRIPE_API_BASE (log: $RUN_DIR/fake_stripe.log)"
+  stripe_hint="  Billing goes to the fake Stripe at $STRIPE_API_BASE (tests/fakes/README.md: complete a
+  checkout with POST /_fake/checkout/<cs_id>/complete, then POST /_fake/send_event)."
+fi
+
 # ------------------------------------------------------------------ inkletd
 if svc_port_busy "$PORT"; then
   die "port $PORT is already in use (set PORT=... to use another one)"
@@ -176,6 +205,7 @@ $mqtt_hint
     curl -s -X POST $base/api/devices/\$DEVICE/commands -H "Authorization: Bearer \$TOKEN" \\
          -H 'Content-Type: application/json' -d '{"kind":"text","text":"Hello, Inklet"}'
 
+$stripe_hint
   Ctrl-C stops inkletd, the broker and PostgreSQL.
 
 EOF
