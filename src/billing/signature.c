@@ -58,24 +58,16 @@ enum ink_stripe_sig ink_stripe_verify_signature(const char *header, const char *
     const char *t = NULL;
     size_t tlen = 0;
     bool have_t = false, have_v1 = false;
-    /* first pass: the timestamp (the first t= wins, as in Stripe's libraries) */
+    /* first pass: the timestamp (the first t= wins) and whether a v1 exists. Fields are split
+     * on ',' and '=' exactly as Stripe's libraries do: no spaces are trimmed. */
     for (const char *p = header; *p;) {
         size_t n = strcspn(p, ",");
-        const char *eq = memchr(p, '=', n);
-        if (eq) {
-            size_t klen = (size_t)(eq - p);
-            while (klen && p[klen - 1] == ' ')
-                klen--;
-            const char *k = p;
-            while (klen && *k == ' ')
-                k++, klen--;
-            if (klen == 1 && *k == 't' && !have_t) {
-                have_t = true;
-                t = eq + 1;
-                tlen = n - (size_t)(t - p);
-            } else if (klen == 2 && k[0] == 'v' && k[1] == '1') {
-                have_v1 = true;
-            }
+        if (n >= 2 && p[0] == 't' && p[1] == '=' && !have_t) {
+            have_t = true;
+            t = p + 2;
+            tlen = n - 2;
+        } else if (n >= 3 && strncmp(p, "v1=", 3) == 0) {
+            have_v1 = true;
         }
         p += n + (p[n] == ',');
     }
@@ -90,8 +82,6 @@ enum ink_stripe_sig ink_stripe_verify_signature(const char *header, const char *
     bool match = false;
     for (const char *p = header; *p;) {
         size_t n = strcspn(p, ",");
-        while (n && *p == ' ')
-            p++, n--;
         if (n == 3 + SHA256_HEX && strncmp(p, "v1=", 3) == 0) {
             /* no early exit: every candidate costs the same */
             match |= CRYPTO_memcmp(p + 3, want, SHA256_HEX) == 0;
