@@ -149,16 +149,27 @@ static enum ink_status ensure_customer(const char *user_id, struct account *a, i
 
 /* ---- Checkout and Billing Portal ---------------------------------------------------------- */
 
-static enum ink_status session_url(json_t *session, char **url)
+/* Creates a Checkout or Billing Portal session from the parameters in `f` (freed here) under a
+ * fresh idempotency key (its retries reuse it) and takes the URL the browser is sent to. */
+static enum ink_status create_session(const char *path, const char *kind, struct ink_form *f,
+                                      int64_t deadline, char **url)
 {
-    const char *u = json_string_value(json_object_get(session, "url"));
-    if (!u || (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0) ||
-        strlen(u) > 4096) {
-        ink_warn("stripe: a session came back without a usable url");
-        return INK_UPSTREAM;
+    char key[64];
+    snprintf(key, sizeof key, "inklet-%s-", kind);
+    ink_uuid_v7(key + strlen(key));
+    json_t *session = NULL;
+    enum ink_status st = ink_stripe_call("POST", path, f, key, deadline, &session);
+    ink_form_free(f);
+    const char *u = st == INK_OK ? json_string_value(json_object_get(session, "url")) : NULL;
+    if (st == INK_OK && (!u || strlen(u) > 4096 ||
+                         (strncmp(u, "https://", 8) != 0 && strncmp(u, "http://", 7) != 0))) {
+        ink_warn("stripe: a %s session came back without a usable url", kind);
+        st = INK_UPSTREAM;
     }
-    *url = ink_strdup(u);
-    return INK_OK;
+    if (st == INK_OK)
+        *url = ink_strdup(u);
+    json_decref(session);
+    return st;
 }
 
 static enum ink_status upstream_failed(enum ink_status st, struct ink_err *err)
@@ -195,7 +206,6 @@ enum ink_status ink_billing_checkout(const char *user_id, const char *interval, 
     int64_t deadline = ink_stripe_budget();
     if (st == INK_OK)
         st = ensure_customer(user_id, &a, deadline);
-    json_t *session = NULL;
     if (st == INK_OK) {
         struct ink_form f;
         ink_form_init(&f);
@@ -208,14 +218,8 @@ enum ink_status ink_billing_checkout(const char *user_id, const char *interval, 
         ink_form_add(&f, "success_url", cfg->billing_success_url);
         ink_form_add(&f, "cancel_url", cfg->billing_cancel_url);
         ink_form_add(&f, "subscription_data[metadata][userId]", user_id);
-        char key[64] = "inklet-checkout-";
-        ink_uuid_v7(key + strlen(key));
-        st = ink_stripe_call("POST", "/v1/checkout/sessions", &f, key, deadline, &session);
-        ink_form_free(&f);
+        st = create_session("/v1/checkout/sessions", "checkout", &f, deadline, url);
     }
-    if (st == INK_OK)
-        st = session_url(session, url);
-    json_decref(session);
     account_free(&a);
     return upstream_failed(st, err);
 }
@@ -232,20 +236,13 @@ enum ink_status ink_billing_portal(const char *user_id, char **url, struct ink_e
     int64_t deadline = ink_stripe_budget();
     if (st == INK_OK)
         st = ensure_customer(user_id, &a, deadline);
-    json_t *session = NULL;
     if (st == INK_OK) {
         struct ink_form f;
         ink_form_init(&f);
         ink_form_add(&f, "customer", a.customer);
         ink_form_add(&f, "return_url", ink_app.cfg.billing_portal_return_url);
-        char key[64] = "inklet-portal-";
-        ink_uuid_v7(key + strlen(key));
-        st = ink_stripe_call("POST", "/v1/billing_portal/sessions", &f, key, deadline, &session);
-        ink_form_free(&f);
+        st = create_session("/v1/billing_portal/sessions", "portal", &f, deadline, url);
     }
-    if (st == INK_OK)
-        st = session_url(session, url);
-    json_decref(session);
     account_free(&a);
     return upstream_failed(st, err);
 }
