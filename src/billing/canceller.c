@@ -2,8 +2,8 @@
  * billing_cancellations in its own transaction, so the debt survives a crash; this thread (and
  * `inkletd billing-sync`) works the rows off. A row is leased with FOR UPDATE SKIP LOCKED, so
  * several instances never work one customer at once; a failure pushes it back by 5 s, doubling
- * up to 1 h. It never gives up (a deleted user must not go on paying), but it complains louder
- * after a day. */
+ * up to 1 h, and the thread sleeps until the earliest row is due (at most 30 s). It never gives up
+ * (a deleted user must not go on paying), but it complains louder after a day. */
 #include "inklet/billing.h"
 
 #include "inklet/billing_internal.h"
@@ -30,6 +30,12 @@ static const struct ink_sql SQL_CLAIM = {
     "  WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
     " RETURNING customer_id, user_id, attempts,"
     "  (now() - requested_at > interval '1 day')"};
+
+/* seconds until the earliest row is due (0 when one is due now); NULL when there is none */
+static const struct ink_sql SQL_NEXT_DUE = {
+    "billing_cancel_next_due",
+    "SELECT GREATEST(0, ceil(extract(epoch FROM min(next_attempt_at) - now())))::bigint"
+    " FROM billing_cancellations"};
 
 static const struct ink_sql SQL_DONE = {"billing_cancel_done",
                                         "DELETE FROM billing_cancellations WHERE customer_id = $1"};
@@ -159,6 +165,20 @@ void ink_billing_canceller_kick(void)
     pthread_mutex_unlock(&lock);
 }
 
+/* How long to sleep: until the earliest retry is due (back-off starts at 5 s), at most
+ * POLL_SECONDS, which also picks up rows another instance left behind. */
+static long next_wait_seconds(void)
+{
+    PGresult *r;
+    long wait = POLL_SECONDS;
+    if (ink_db_query(&SQL_NEXT_DUE, 0, NULL, &r) != INK_OK)
+        return wait;
+    if (ink_db_str(r, 0, 0) && ink_db_ll(r, 0, 0) < wait)
+        wait = ink_db_ll(r, 0, 0) < 1 ? 1 : (long)ink_db_ll(r, 0, 0);
+    PQclear(r);
+    return wait;
+}
+
 static void *canceller_main(void *arg)
 {
     (void)arg;
@@ -166,10 +186,11 @@ static void *canceller_main(void *arg)
     while (!stopping) {
         pthread_mutex_unlock(&lock);
         ink_billing_cancel_due(NULL, NULL);
+        long wait = next_wait_seconds();
         pthread_mutex_lock(&lock);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += POLL_SECONDS;
+        until.tv_sec += wait;
         while (!kicked && !stopping)
             if (pthread_cond_timedwait(&wake, &lock, &until) != 0)
                 break;
