@@ -30,6 +30,14 @@ CREATE TABLE subscriptions (
     updated_at           timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX subscriptions_user_idx ON subscriptions (user_id);
+-- The subscription an account shows (INK_SQL_JOIN_CURRENT_SUBSCRIPTION in include/inklet/plan.h)
+-- in index order, so GET /auth/me reads one index entry whatever the planner thinks of the
+-- table: without it a skewed table (one customer with many subscriptions) turned the lateral
+-- join into a sequential scan and sort on every request (13 ms instead of 0.2 ms).
+CREATE INDEX subscriptions_current_idx ON subscriptions
+    (user_id, (status IN ('active', 'trialing', 'past_due')) DESC, started_at DESC,
+     subscription_id DESC)
+    WHERE status <> 'none';
 
 -- Webhook events already applied, stored in the same transaction as their effect, so a
 -- redelivery (or ten concurrent ones) has no second effect. Pruned after 30 days; Stripe retries
