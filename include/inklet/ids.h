@@ -14,6 +14,10 @@ void ink_uuid_v7(char out[INK_UUID_STRLEN + 1]);
 bool ink_uuid_valid(const char *s);
 /** base64url without padding of n bytes into out; out must hold 4*ceil(n/3)+1. Returns length. */
 size_t ink_base64url_encode(const unsigned char *in, size_t n, char *out);
+/** Strict base64url decoding (no padding, no whitespace, unused trailing bits zero) of in[0..n)
+ *  into out[cap]. False on any other input or when it does not fit; *out_len gets the length. */
+bool ink_base64url_decode(const char *in, size_t n, unsigned char *out, size_t cap,
+                          size_t *out_len);
 /** Lower-case hex of n bytes into out (2n+1). */
 void ink_hex_encode(const unsigned char *in, size_t n, char *out);
 /** The value of one hex digit (either case), or -1. */
