@@ -7,6 +7,7 @@
 #include "inklet/config.h"
 #include "inklet/db.h"
 #include "inklet/devices.h"
+#include "inklet/http_client.h"
 #include "inklet/ingest.h"
 #include "inklet/log.h"
 #include "inklet/migrate.h"
@@ -106,6 +107,7 @@ static int serve(void)
         ink_error("cannot start the database monitor");
         return 1;
     }
+    ink_http_client_init();
     ink_stripe_init();
     ink_account_on_delete(ink_devices_on_account_delete, NULL);
     ink_account_on_delete(ink_billing_on_account_delete, ink_billing_after_account_delete);
@@ -150,6 +152,7 @@ static int serve(void)
     ink_db_pool_close();
     ink_password_shutdown();
     ink_stripe_shutdown();
+    ink_http_client_shutdown();
     curl_global_cleanup();
     ink_info("stopped");
     return 0;
@@ -163,11 +166,13 @@ static int billing_sync(void)
         ink_error("curl_global_init failed");
         return 1;
     }
+    ink_http_client_init();
     ink_stripe_init();
     ink_db_pool_init(cfg->database_url, 1, cfg->db_timeout * 1000);
     int rc = ink_billing_sync(stdout);
     ink_db_pool_close();
     ink_stripe_shutdown();
+    ink_http_client_shutdown();
     curl_global_cleanup();
     return rc;
 }
