@@ -121,6 +121,15 @@ static json_t *good_claims(void)
                      "n-0S6_WzA2Mj");
 }
 
+/* good_claims() signed with `key` as kid k1. */
+static char *signed_good(EVP_PKEY *key)
+{
+    json_t *c = good_claims();
+    char *tok = make_token("RS256", "k1", c, key, NULL);
+    json_decref(c);
+    return tok;
+}
+
 static const struct ink_idtoken_rules RULES = {ISSUERS, 2, "other-client," AUD, "n-0S6_WzA2Mj",
                                                NOW};
 
@@ -160,7 +169,7 @@ static void jwk_converts_to_a_key_that_verifies_a_token(void **state)
     assert_non_null(pub);
     assert_int_equal(EVP_PKEY_get_bits(pub), 2048);
     assert_int_equal(EVP_PKEY_eq(pub, key_a), 1); /* the same public key */
-    char *tok = make_token("RS256", "k1", good_claims(), key_a, NULL);
+    char *tok = signed_good(key_a);
     struct ink_identity id;
     assert_int_equal(verify_with(tok, pub, &RULES, &id), INK_IDT_OK);
     assert_string_equal(id.sub, "110169484474386276334");
@@ -191,7 +200,9 @@ static void jwk_that_is_not_an_rs256_signature_key_is_refused(void **state)
     const char *why;
     assert_null(ink_jwk_rsa_public(no_kty, &why));
     json_decref(no_kty);
-    assert_null(ink_jwk_rsa_public(json_string("x"), &why));
+    json_t *str = json_string("x");
+    assert_null(ink_jwk_rsa_public(str, &why));
+    json_decref(str);
 }
 
 static void jwk_with_bad_numbers_is_refused(void **state)
@@ -352,7 +363,7 @@ static void signature_by_another_key_or_over_other_bytes_fails(void **state)
 {
     (void)state;
     struct ink_identity id;
-    char *tok = make_token("RS256", "k1", good_claims(), key_a, NULL);
+    char *tok = signed_good(key_a);
     assert_int_equal(verify_with(tok, key_b, &RULES, &id), INK_IDT_SIGNATURE);
     assert_int_equal(verify_with(tok, key_small, &RULES, &id), INK_IDT_SIGNATURE);
     /* one payload byte changed (still valid base64url and JSON) */
@@ -362,7 +373,7 @@ static void signature_by_another_key_or_over_other_bytes_fails(void **state)
     assert_true(r == INK_IDT_SIGNATURE || r == INK_IDT_MALFORMED);
     free(tok);
     struct ink_idtoken t;
-    char *tok2 = make_token("RS256", "k1", good_claims(), key_a, NULL);
+    char *tok2 = signed_good(key_a);
     assert_int_equal(ink_idtoken_parse(tok2, &t), INK_IDT_OK);
     const char *why;
     assert_int_equal(ink_idtoken_check(&t, NULL, &RULES, &id, &why), INK_IDT_NO_KEY);
