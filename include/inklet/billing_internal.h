@@ -10,6 +10,9 @@
 /** obj[key] when it is a non-empty string of at most INK_STRIPE_ID_MAX bytes without control
  *  characters; NULL otherwise. */
 const char *ink_stripe_str(json_t *obj, const char *key);
+/** True when `id` is shaped like a Stripe object id (letters, digits, '_'): the only ids that may
+ *  be put into a request path ("../customers/cus_x" from a hostile answer must not be). */
+bool ink_stripe_id_safe(const char *id);
 /** A reference to another object: its id string, or the id of the expanded object. */
 const char *ink_stripe_ref(json_t *obj, const char *key);
 /** obj[key] as a non-negative integer (unix seconds). */

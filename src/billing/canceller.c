@@ -81,6 +81,10 @@ static enum ink_status cancel_customer(const char *customer, unsigned *cancelled
             const char *id = ink_stripe_str(sub, "id");
             if (!id || !still_billing(ink_stripe_str(sub, "status")))
                 continue;
+            if (!ink_stripe_id_safe(id)) {
+                ink_warn("billing: Stripe listed a subscription id that is not an id; skipped");
+                continue;
+            }
             char path[INK_STRIPE_ID_MAX + 32];
             snprintf(path, sizeof path, "/v1/subscriptions/%s", id);
             json_t *gone = NULL;

@@ -17,6 +17,17 @@ const char *ink_stripe_str(json_t *obj, const char *key)
     return s;
 }
 
+bool ink_stripe_id_safe(const char *id)
+{
+    if (!id || !*id)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return false;
+    return true;
+}
+
 const char *ink_stripe_ref(json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
