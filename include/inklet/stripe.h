@@ -3,6 +3,7 @@
  *  webhook signature check. Knows Stripe's protocol, nothing of Inklet's tables. */
 #ifndef INKLET_STRIPE_H
 #define INKLET_STRIPE_H
+#include "inklet/formdata.h"
 #include "inklet/status.h"
 
 #include <jansson.h>
@@ -10,21 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
-
-/* ---- form encoding ------------------------------------------------------------------------ */
-
-/** An application/x-www-form-urlencoded body (or query string) built pair by pair. Keys use
- *  Stripe's bracket syntax as they are ("metadata[userId]", "line_items[0][price]"); keys and
- *  values are percent-encoded except for RFC 3986 unreserved characters, and brackets in keys,
- *  which Stripe reads either way and which keep logs readable. */
-struct ink_form {
-    char *data; /* NUL-terminated; "" when empty */
-    size_t len, cap;
-};
-
-void ink_form_init(struct ink_form *f);
-void ink_form_add(struct ink_form *f, const char *key, const char *value);
-void ink_form_free(struct ink_form *f);
 
 /* ---- webhook signatures ------------------------------------------------------------------- */
 

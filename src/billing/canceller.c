@@ -6,17 +6,15 @@
  * (a deleted user must not go on paying), but it complains louder after a day. */
 #include "inklet/billing.h"
 
+#include "inklet/bgjob.h"
 #include "inklet/billing_internal.h"
 #include "inklet/deadline.h"
 #include "inklet/log.h"
 #include "inklet/plan.h"
 #include "inklet/stripe.h"
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define POLL_SECONDS 30
 #define LEASE "5 minutes"
@@ -155,24 +153,18 @@ void ink_billing_cancel_due(unsigned *done, unsigned *failed)
 
 /* ---- the thread --------------------------------------------------------------------------- */
 
-static pthread_t thread;
-static bool running;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static bool kicked, stopping;
+static struct ink_bgjob *job;
 
 void ink_billing_canceller_kick(void)
 {
-    pthread_mutex_lock(&lock);
-    kicked = true;
-    pthread_cond_signal(&wake);
-    pthread_mutex_unlock(&lock);
+    ink_bgjob_kick(job);
 }
 
-/* How long to sleep: until the earliest retry is due (back-off starts at 5 s), at most
+/* One round, then sleep until the earliest retry is due (back-off starts at 5 s), at most
  * POLL_SECONDS, which also picks up rows another instance left behind. */
-static long next_wait_seconds(void)
+static long canceller_round(void)
 {
+    ink_billing_cancel_due(NULL, NULL);
     PGresult *r;
     long wait = POLL_SECONDS;
     if (ink_db_query(&SQL_NEXT_DUE, 0, NULL, &r) != INK_OK)
@@ -183,44 +175,16 @@ static long next_wait_seconds(void)
     return wait;
 }
 
-static void *canceller_main(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&lock);
-    while (!stopping) {
-        pthread_mutex_unlock(&lock);
-        ink_billing_cancel_due(NULL, NULL);
-        long wait = next_wait_seconds();
-        pthread_mutex_lock(&lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += wait;
-        while (!kicked && !stopping)
-            if (pthread_cond_timedwait(&wake, &lock, &until) != 0)
-                break;
-        kicked = false;
-    }
-    pthread_mutex_unlock(&lock);
-    return NULL;
-}
-
 bool ink_billing_canceller_start(void)
 {
     if (!ink_stripe_configured())
         return true;
-    stopping = false;
-    running = pthread_create(&thread, NULL, canceller_main, NULL) == 0;
-    return running;
+    job = ink_bgjob_start("billing canceller", canceller_round);
+    return job != NULL;
 }
 
 void ink_billing_canceller_stop(void)
 {
-    if (!running)
-        return;
-    pthread_mutex_lock(&lock);
-    stopping = true;
-    pthread_cond_signal(&wake);
-    pthread_mutex_unlock(&lock);
-    pthread_join(thread, NULL);
-    running = false;
+    ink_bgjob_stop(job);
+    job = NULL;
 }

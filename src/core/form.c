@@ -1,6 +1,6 @@
-/* application/x-www-form-urlencoded with Stripe's bracket syntax. */
+/* Building application/x-www-form-urlencoded bodies and query strings. */
 #include "inklet/alloc.h"
-#include "inklet/stripe.h"
+#include "inklet/formdata.h"
 
 #include <stdlib.h>
 #include <string.h>
