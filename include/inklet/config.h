@@ -53,6 +53,9 @@ struct ink_config {
     char *google_auth_url, *google_token_url, *google_jwks_url;
     char *apple_client_ids, *apple_team_id, *apple_key_id, *apple_private_key_file;
     char *apple_redirect_url, *apple_auth_url, *apple_token_url, *apple_jwks_url;
+    char *apple_revoke_url;
+    char *token_encryption_key; /* 64 hex: the key Apple refresh tokens are encrypted under */
+    unsigned oauth_timeout;     /* seconds: one provider exchange (token endpoint, JWKS) */
     char *oauth_web_redirect, *oauth_desktop_redirect;
     /* throttling */
     struct ink_rate rate_login, rate_register, rate_refresh, rate_bind;

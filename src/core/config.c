@@ -21,8 +21,11 @@ enum key_flags {
     F_SECRET = 1,      /* redacted by check-config */
     F_REQ_SERVE = 2,   /* required to serve */
     F_REQ_MIGRATE = 4, /* required to migrate */
-    F_BILLING = 8,     /* required to serve once STRIPE_SECRET_KEY is set: half a billing setup
-                          would fail at a customer's checkout instead of at start */
+    /* all-or-nothing groups (GROUPS below): half a setup would fail at a customer's checkout or
+     * sign-in instead of at start */
+    F_BILLING = 8,
+    F_GOOGLE_WEB = 16,
+    F_APPLE_WEB = 32,
 };
 
 struct config_key {
@@ -76,9 +79,10 @@ static const char *v_http_url(const char *v)
     return NULL;
 }
 
-/* Stripe's API base: https, or plain http only to this machine (the fake in tests), since the
- * secret key travels in every request. */
-static const char *v_stripe_base(const char *v)
+/* An upstream that receives secrets (Stripe's key, an OAuth client secret or code) or hands out
+ * what must not be forged (signing keys): https, or plain http only to this machine (the fakes
+ * in tests). */
+static const char *v_secure_url(const char *v)
 {
     if (strncmp(v, "https://", 8) == 0)
         return v[8] && !strpbrk(v, " \t\r\n") ? NULL : "must be an https:// URL";
@@ -183,27 +187,32 @@ static const struct config_key CONFIG_KEYS[] = {
     S("STRIPE_WEBHOOK_SECRET", NULL, stripe_webhook_secret, F_SECRET | F_BILLING, v_token),
     S("STRIPE_PRICE_MONTHLY", NULL, stripe_price_monthly, F_BILLING, v_token),
     S("STRIPE_PRICE_YEARLY", NULL, stripe_price_yearly, F_BILLING, v_token),
-    S("STRIPE_API_BASE", "https://api.stripe.com", stripe_api_base, 0, v_stripe_base),
+    S("STRIPE_API_BASE", "https://api.stripe.com", stripe_api_base, 0, v_secure_url),
     U("STRIPE_TIMEOUT", "10", stripe_timeout, 1, 120),
     S("BILLING_SUCCESS_URL", NULL, billing_success_url, F_BILLING, v_http_url),
     S("BILLING_CANCEL_URL", NULL, billing_cancel_url, F_BILLING, v_http_url),
     S("BILLING_PORTAL_RETURN_URL", NULL, billing_portal_return_url, F_BILLING, v_http_url),
-    S("GOOGLE_CLIENT_IDS", NULL, google_client_ids, 0, NULL),
-    S("GOOGLE_CLIENT_SECRET", NULL, google_client_secret, F_SECRET, NULL),
-    S("GOOGLE_REDIRECT_URL", NULL, google_redirect_url, 0, v_http_url),
+    S("GOOGLE_CLIENT_IDS", NULL, google_client_ids, F_GOOGLE_WEB, v_token),
+    S("GOOGLE_CLIENT_SECRET", NULL, google_client_secret, F_SECRET | F_GOOGLE_WEB, v_token),
+    S("GOOGLE_REDIRECT_URL", NULL, google_redirect_url, F_GOOGLE_WEB, v_http_url),
     S("GOOGLE_AUTH_URL", "https://accounts.google.com/o/oauth2/v2/auth", google_auth_url, 0,
-      v_http_url),
-    S("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token", google_token_url, 0, v_http_url),
+      v_secure_url),
+    S("GOOGLE_TOKEN_URL", "https://oauth2.googleapis.com/token", google_token_url, 0, v_secure_url),
     S("GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs", google_jwks_url, 0,
-      v_http_url),
-    S("APPLE_CLIENT_IDS", NULL, apple_client_ids, 0, NULL),
-    S("APPLE_TEAM_ID", NULL, apple_team_id, 0, NULL),
-    S("APPLE_KEY_ID", NULL, apple_key_id, 0, NULL),
-    S("APPLE_PRIVATE_KEY_FILE", NULL, apple_private_key_file, 0, NULL),
-    S("APPLE_REDIRECT_URL", NULL, apple_redirect_url, 0, v_http_url),
-    S("APPLE_AUTH_URL", "https://appleid.apple.com/auth/authorize", apple_auth_url, 0, v_http_url),
-    S("APPLE_TOKEN_URL", "https://appleid.apple.com/auth/token", apple_token_url, 0, v_http_url),
-    S("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys", apple_jwks_url, 0, v_http_url),
+      v_secure_url),
+    S("APPLE_CLIENT_IDS", NULL, apple_client_ids, F_APPLE_WEB, v_token),
+    S("APPLE_TEAM_ID", NULL, apple_team_id, F_APPLE_WEB, v_token),
+    S("APPLE_KEY_ID", NULL, apple_key_id, F_APPLE_WEB, v_token),
+    S("APPLE_PRIVATE_KEY_FILE", NULL, apple_private_key_file, F_APPLE_WEB, NULL),
+    S("APPLE_REDIRECT_URL", NULL, apple_redirect_url, F_APPLE_WEB, v_http_url),
+    S("APPLE_AUTH_URL", "https://appleid.apple.com/auth/authorize", apple_auth_url, 0,
+      v_secure_url),
+    S("APPLE_TOKEN_URL", "https://appleid.apple.com/auth/token", apple_token_url, 0, v_secure_url),
+    S("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys", apple_jwks_url, 0, v_secure_url),
+    S("APPLE_REVOKE_URL", "https://appleid.apple.com/auth/revoke", apple_revoke_url, 0,
+      v_secure_url),
+    S("TOKEN_ENCRYPTION_KEY", NULL, token_encryption_key, F_SECRET | F_APPLE_WEB, v_hex64),
+    U("OAUTH_TIMEOUT", "10", oauth_timeout, 1, 60),
     S("OAUTH_WEB_REDIRECT", "https://portal.iminklet.com/auth/callback", oauth_web_redirect, 0,
       v_redirect),
     S("OAUTH_DESKTOP_REDIRECT", "inklet://auth/callback", oauth_desktop_redirect, 0, v_redirect),
@@ -240,6 +249,22 @@ static const struct config_key *find_key(const char *name)
             return &CONFIG_KEYS[i];
     return NULL;
 }
+
+/* Setups that are all or nothing: setting any trigger requires every key with the flag. The
+ * browser sign-in flows need their secret and redirect; the native ID-token route needs only the
+ * client ids, so those alone trigger nothing. */
+#define GROUP_TRIGGERS 4
+static const struct {
+    unsigned flag;
+    const char *triggers[GROUP_TRIGGERS];
+    const char *what;
+} GROUPS[] = {
+    {F_BILLING, {"STRIPE_SECRET_KEY"}, "billing is all or nothing"},
+    {F_GOOGLE_WEB, {"GOOGLE_CLIENT_SECRET", "GOOGLE_REDIRECT_URL"}, "Google browser sign-in"},
+    {F_APPLE_WEB,
+     {"APPLE_TEAM_ID", "APPLE_KEY_ID", "APPLE_PRIVATE_KEY_FILE", "APPLE_REDIRECT_URL"},
+     "Apple browser sign-in; TOKEN_ENCRYPTION_KEY protects the stored Apple tokens"},
+};
 
 bool ink_config_parse_rate(const char *s, struct ink_rate *r)
 {
@@ -417,14 +442,25 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
             ok = false;
         }
     }
-    /* billing is all or nothing */
-    bool billing = cfg->stripe_secret_key && *cfg->stripe_secret_key;
-    for (size_t i = 0; billing && mode == INK_CONFIG_SERVE && i < NKEYS; i++) {
-        const struct config_key *k = &CONFIG_KEYS[i];
-        char *v = (k->flags & F_BILLING) ? *(char **)((char *)cfg + k->offset) : (char *)"set";
-        if ((!v || !*v) && !rejected[i]) {
-            fprintf(err, "config: %s is required when STRIPE_SECRET_KEY is set\n", k->key);
-            ok = false;
+    /* all-or-nothing groups: once one trigger key is set, every key of the group is required */
+    for (size_t g = 0; mode == INK_CONFIG_SERVE && g < sizeof GROUPS / sizeof *GROUPS; g++) {
+        const char *trigger = NULL;
+        for (size_t t = 0; !trigger && t < GROUP_TRIGGERS && GROUPS[g].triggers[t]; t++) {
+            const struct config_key *k = find_key(GROUPS[g].triggers[t]);
+            char *v = *(char **)((char *)cfg + k->offset);
+            if (v && *v)
+                trigger = k->key;
+        }
+        for (size_t i = 0; trigger && i < NKEYS; i++) {
+            const struct config_key *k = &CONFIG_KEYS[i];
+            if (!(k->flags & GROUPS[g].flag) || rejected[i])
+                continue;
+            char *v = *(char **)((char *)cfg + k->offset);
+            if (!v || !*v) {
+                fprintf(err, "config: %s is required when %s is set (%s)\n", k->key, trigger,
+                        GROUPS[g].what);
+                ok = false;
+            }
         }
     }
     /* instances of one share group must not share a client id, or the broker keeps kicking

@@ -569,6 +569,62 @@ static void stripe_api_base_is_https_or_loopback_http(void **state)
     expect_key_rejected("STRIPE_PRICE_MONTHLY", "price 1");
 }
 
+static void oauth_provider_urls_are_https_or_loopback_http(void **state)
+{
+    (void)state;
+    /* client secrets and codes go to the token endpoints; the JWKS decides which tokens are
+     * genuine: a network attacker must never see or change either */
+    static const char *const keys[] = {"GOOGLE_AUTH_URL", "GOOGLE_TOKEN_URL", "GOOGLE_JWKS_URL",
+                                       "APPLE_AUTH_URL",  "APPLE_TOKEN_URL",  "APPLE_JWKS_URL",
+                                       "APPLE_REVOKE_URL"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        expect_key_accepted(keys[i], "https://provider.example/x");
+        expect_key_accepted(keys[i], "http://127.0.0.1:9000/x");
+        expect_key_rejected(keys[i], "http://provider.example/x");
+        expect_key_rejected(keys[i], "http://127.0.0.1.evil.example/x");
+    }
+    expect_key_accepted("OAUTH_TIMEOUT", "1");
+    expect_key_accepted("OAUTH_TIMEOUT", "60");
+    expect_key_rejected("OAUTH_TIMEOUT", "0");
+    expect_key_rejected("OAUTH_TIMEOUT", "61");
+    expect_key_rejected("TOKEN_ENCRYPTION_KEY", "too-short");
+    expect_key_rejected("GOOGLE_CLIENT_IDS", "a b");
+}
+
+static void oauth_browser_setups_are_all_or_nothing(void **state)
+{
+    (void)state;
+    /* client ids alone serve the native ID-token route: nothing else is needed */
+    const char *ids[] = {"GOOGLE_CLIENT_IDS", "g", "APPLE_CLIENT_IDS", "a", NULL};
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, ids);
+    assert_true(r.ok);
+    release(&r);
+    const char *google[] = {"GOOGLE_CLIENT_SECRET", "s", NULL};
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, google);
+    assert_false(r.ok);
+    assert_int_equal(count_lines(r.err), 2);
+    assert_non_null(strstr(r.err, "GOOGLE_CLIENT_IDS is required when GOOGLE_CLIENT_SECRET"));
+    assert_non_null(strstr(r.err, "GOOGLE_REDIRECT_URL is required when GOOGLE_CLIENT_SECRET"));
+    release(&r);
+    const char *apple[] = {"APPLE_CLIENT_IDS",
+                           "a",
+                           "APPLE_TEAM_ID",
+                           "T",
+                           "APPLE_KEY_ID",
+                           "K",
+                           "APPLE_PRIVATE_KEY_FILE",
+                           "/k.p8",
+                           "APPLE_REDIRECT_URL",
+                           "https://x.example/cb",
+                           NULL};
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, apple);
+    assert_false(r.ok);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "TOKEN_ENCRYPTION_KEY is required when APPLE_TEAM_ID"));
+    release(&r);
+}
+
 static void billing_keys_are_all_or_nothing(void **state)
 {
     (void)state;
@@ -797,6 +853,10 @@ static void print_redacts_secrets_and_shows_the_rest(void **state)
                            "https://portal.example/account",
                            "GOOGLE_CLIENT_SECRET",
                            "GOCSPX-SECRETgoogle",
+                           "GOOGLE_CLIENT_IDS",
+                           "g-client",
+                           "GOOGLE_REDIRECT_URL",
+                           "https://api.example/auth/oauth/google/callback",
                            "METRICS_TOKEN",
                            "metrics-SECRET-token",
                            "MQTT_CLIENT_ID",
@@ -936,6 +996,8 @@ int main(void)
         cmocka_unit_test(billing_keys_are_all_or_nothing),
         cmocka_unit_test(several_bad_keys_give_one_line_each),
         cmocka_unit_test(legacy_singular_client_id_keys_are_accepted),
+        cmocka_unit_test(oauth_provider_urls_are_https_or_loopback_http),
+        cmocka_unit_test(oauth_browser_setups_are_all_or_nothing),
         cmocka_unit_test(file_sets_keys_and_environment_wins),
         cmocka_unit_test(file_can_supply_the_required_keys),
         cmocka_unit_test(unknown_key_in_file_is_an_error_naming_it),
