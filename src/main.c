@@ -11,6 +11,7 @@
 #include "inklet/ingest.h"
 #include "inklet/log.h"
 #include "inklet/migrate.h"
+#include "inklet/oauth.h"
 #include "inklet/password.h"
 #include "inklet/ratelimit.h"
 #include "inklet/server.h"
@@ -109,12 +110,17 @@ static int serve(void)
     }
     ink_http_client_init();
     ink_stripe_init();
+    if (!ink_oauth_init())
+        return 1;
     ink_account_on_delete(ink_devices_on_account_delete, NULL);
     ink_account_on_delete(ink_billing_on_account_delete, ink_billing_after_account_delete);
+    ink_account_on_delete(ink_oauth_on_account_delete, ink_oauth_after_account_delete);
     if (!ink_billing_canceller_start()) {
         ink_error("cannot start the billing canceller");
         return 1;
     }
+    if (!ink_oauth_revoker_start())
+        return 1;
     if (!ink_ingest_start(INGEST_WORKERS, INGEST_QUEUE) || !ink_broker_start())
         return 1;
     if (!ink_server_start())
@@ -136,6 +142,9 @@ static int serve(void)
         pruned = 0;
         if (sig < 0 && ink_billing_prune(&pruned) == INK_OK && pruned)
             ink_info("pruned %lld applied billing events older than 30 days", pruned);
+        pruned = 0;
+        if (sig < 0 && ink_oauth_prune(&pruned) == INK_OK && pruned)
+            ink_info("pruned %lld expired sign-in states", pruned);
     }
     ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace);
@@ -148,10 +157,12 @@ static int serve(void)
     ink_broker_stop(); /* DISCONNECT after the last publish; no callback after this */
     ink_ingest_free();
     ink_billing_canceller_stop(); /* finishes the customer it is on (bounded by STRIPE_TIMEOUT) */
+    ink_oauth_revoker_stop();     /* finishes the token it is on (bounded by OAUTH_TIMEOUT) */
     ink_db_monitor_stop();
     ink_db_pool_close();
     ink_password_shutdown();
     ink_stripe_shutdown();
+    ink_oauth_shutdown();
     ink_http_client_shutdown();
     curl_global_cleanup();
     ink_info("stopped");

@@ -5,11 +5,16 @@
 #include "inklet/auth.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 
 struct ink_client {
     const char *user_agent;
     const char *ip;
 };
+
+/** The contract's auth response {accessToken, refreshToken, user}; frees the tokens and takes
+ *  the user reference. */
+json_t *ink_auth_response(struct ink_tokens *t, json_t *user);
 
 /** Creates an account and its first session. *user receives the user object (new ref). */
 enum ink_status ink_account_register(const char *email, const char *username, const char *password,
@@ -30,6 +35,29 @@ enum ink_status ink_account_change_password(const char *user_id, const char *ses
                                             struct ink_err *err);
 /** DELETE /auth/me. */
 enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err);
+
+/** Who a provider says signed in: a verified ID token's subject and email. */
+struct ink_oauth_login {
+    const char *provider; /* "google" or "apple" */
+    const char *subject;  /* the token's `sub` */
+    const char *email;    /* "" when the provider shared none */
+    bool email_verified;
+    const char *client_id;          /* the audience the token was issued to (kept for revocation) */
+    const char *refresh_sealed_hex; /* Apple's refresh token sealed, as bytea hex, or NULL */
+};
+
+/** Signs in with a provider identity (contract §2.1 step 4) and starts a session:
+ *  - the identity (provider, subject) is known: its user;
+ *  - else an account with that email, if the provider verified it: the identity is linked, and
+ *    an account that was registered with a password loses the password and every session
+ *    (whoever registered the address first cannot keep a way in);
+ *  - else a new account with that email, no password and a generated unique username.
+ *  An unverified email neither links nor creates (INK_FORBIDDEN `email_not_verified`): an account
+ *  made from an unverified address would be linked later to whoever really owns it. No email at
+ *  all: INK_FORBIDDEN `email_required`. */
+enum ink_status ink_account_oauth_signin(const struct ink_oauth_login *login,
+                                         const struct ink_client *client, struct ink_tokens *tokens,
+                                         json_t **user, struct ink_err *err);
 
 /** Hooks other areas register for account deletion (devices unbound, billing cancellations
  *  recorded). `in_tx` runs inside the deletion's transaction before the user row is removed; a

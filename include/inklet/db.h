@@ -54,6 +54,11 @@ enum ink_status ink_db_simple(struct ink_db *db, const char *sql);
 enum ink_status ink_db_query(const struct ink_sql *sql, int nparams, const char *const *params,
                              PGresult **res);
 
+/** For background jobs: runs `sql` (no parameters; one row with a nullable count of seconds,
+ *  NULL when nothing is queued) and answers how long to sleep: that many seconds, at least 1, at
+ *  most `max` (also when nothing is queued or the database failed). */
+long ink_db_seconds_until(const struct ink_sql *sql, long max);
+
 /** Readiness: a thread with its own connection pings the database every 500 ms, so a busy pool
  *  is never mistaken for a dead database. */
 bool ink_db_monitor_start(void);

@@ -26,6 +26,12 @@ enum ink_status ink_h_sessions_list(struct ink_req *req);
 enum ink_status ink_h_sessions_revoke_all(struct ink_req *req);
 enum ink_status ink_h_session_revoke(struct ink_req *req);
 
+/* sign-in with Google/Apple (src/oauth/handlers.c) */
+enum ink_status ink_h_oauth_start(struct ink_req *req);
+enum ink_status ink_h_oauth_google_callback(struct ink_req *req);
+enum ink_status ink_h_oauth_apple_callback(struct ink_req *req);
+enum ink_status ink_h_oauth_token(struct ink_req *req);
+
 /* billing (src/billing/handlers.c) */
 enum ink_status ink_h_subscription(struct ink_req *req);
 enum ink_status ink_h_subscription_checkout(struct ink_req *req);

@@ -62,9 +62,10 @@ struct ink_req {
     json_t *json; /* parsed body on JSON routes; NULL when there was no body */
     const char *user_agent;
     const char *authorization;
-    const char *signature; /* Stripe-Signature, on INK_ROUTE_RAW_1MB routes */
-    char client_ip[48];    /* after the trusted-proxy rule */
-    char peer_ip[48];      /* the socket peer */
+    const char *signature;    /* Stripe-Signature, on INK_ROUTE_RAW_1MB routes */
+    const char *content_type; /* the Content-Type header, or NULL */
+    char client_ip[48];       /* after the trusted-proxy rule */
+    char peer_ip[48];         /* the socket peer */
     char request_id[65];
     struct ink_auth auth; /* filled on INK_ROUTE_AUTH routes */
 
@@ -73,6 +74,7 @@ struct ink_req {
     json_t *resp;
     char *resp_text; /* non-JSON body (owned), with resp_type */
     const char *resp_type;
+    char *location; /* redirect target (owned), with status 302 */
     const char *err_code;
     const char *err_message;
     unsigned retry_after; /* seconds; sent as Retry-After when non-zero */
@@ -86,6 +88,10 @@ enum ink_status ink_reply(struct ink_req *req, unsigned status, json_t *body);
 /** Answers with a non-JSON body; takes ownership of the malloc'd `text`. Returns INK_OK. */
 enum ink_status ink_reply_text(struct ink_req *req, unsigned status, const char *content_type,
                                char *text);
+/** Answers 302 to `location` (takes ownership of the malloc'd string), with no body and
+ *  `Referrer-Policy: no-referrer`, so tokens in it never leak to the next page's requests.
+ *  Returns INK_OK. */
+enum ink_status ink_reply_redirect(struct ink_req *req, char *location);
 /** Answers with `{"message": message}` and `status`. Returns INK_OK. */
 enum ink_status ink_reply_message(struct ink_req *req, unsigned status, const char *message);
 /** Records an error with a specific code and message (static strings) and returns `st`; the

@@ -63,7 +63,7 @@ INKLET_PKGS_BUILD=(build-essential cmake pkg-config libmicrohttpd-dev libjansson
   libpq-dev libcurl4-openssl-dev libssl-dev libargon2-dev libmosquitto-dev libcmocka-dev)
 # shellcheck disable=SC2034
 INKLET_PKGS_SERVICES=(postgresql-15 postgresql-client-15 mosquitto mosquitto-clients curl python3
-  openssl iproute2 procps)
+  python3-cryptography openssl iproute2 procps)
 # shellcheck disable=SC2034
 INKLET_PKGS_TEST=(valgrind)
 # shellcheck disable=SC2034

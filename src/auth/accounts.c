@@ -1,5 +1,7 @@
 #include "inklet/accounts.h"
 
+#include "accounts_internal.h"
+
 #include "inklet/alloc.h"
 #include "inklet/app.h"
 #include "inklet/json.h"
@@ -29,17 +31,20 @@ void ink_account_on_delete(ink_account_delete_hook in_tx, ink_account_deleted_ho
     }
 }
 
-#define USER_COLUMNS                                                                               \
-    "id, email, username, extract(epoch FROM created_at)::bigint,"                                 \
-    " extract(epoch FROM updated_at)::bigint"
-
-/* The contract's user object from the first five columns of USER_COLUMNS. */
-static json_t *user_json(const PGresult *r, int row)
+json_t *ink_user_json(const PGresult *r, int row)
 {
     return json_pack("{s:s,s:s,s:s,s:o,s:o}", "id", PQgetvalue(r, row, 0), "email",
                      PQgetvalue(r, row, 1), "username", PQgetvalue(r, row, 2), "createdAt",
                      ink_json_time(ink_db_ll(r, row, 3)), "updatedAt",
                      ink_json_time(ink_db_ll(r, row, 4)));
+}
+
+json_t *ink_auth_response(struct ink_tokens *t, json_t *user)
+{
+    json_t *body = json_pack("{s:s,s:s,s:o}", "accessToken", t->access, "refreshToken", t->refresh,
+                             "user", user);
+    ink_tokens_free(t);
+    return body;
 }
 
 static enum ink_status conflict_err(struct ink_db *db, struct ink_err *err)
@@ -124,7 +129,7 @@ enum ink_status ink_account_register(const char *email_in, const char *username,
         goto out;
     if ((st = ink_db_simple(db, "COMMIT")) != INK_OK)
         goto out;
-    *user = user_json(r, 0);
+    *user = ink_user_json(r, 0);
 out:
     if (st != INK_OK)
         ink_tokens_free(tokens);
@@ -233,7 +238,7 @@ enum ink_status ink_account_login(const char *identifier, const char *password,
         goto out;
     if ((st = ink_session_start(db, uid, client->user_agent, client->ip, tokens)) != INK_OK)
         goto out;
-    *user = user_json(r, 0);
+    *user = ink_user_json(r, 0);
 out:
     if (st == INK_UNAVAILABLE || st == INK_INTERNAL)
         *err = (struct ink_err){0}; /* an outage is not a credentials problem */
@@ -265,7 +270,7 @@ enum ink_status ink_account_me(const char *user_id, json_t **out)
         PQclear(r);
         return INK_UNAUTHORIZED;
     }
-    json_t *me = user_json(r, 0);
+    json_t *me = ink_user_json(r, 0);
     json_t *providers = json_array();
     const char *list = ink_db_str(r, 0, 6);
     while (list && *list) {

@@ -18,14 +18,6 @@ static enum ink_status fail_err(struct ink_req *req, enum ink_status st, const s
     return err->code ? ink_fail(req, st, err->code, err->message) : st;
 }
 
-static json_t *auth_response(struct ink_tokens *t, json_t *user)
-{
-    json_t *body = json_pack("{s:s,s:s,s:o}", "accessToken", t->access, "refreshToken", t->refresh,
-                             "user", user);
-    ink_tokens_free(t);
-    return body;
-}
-
 enum ink_status ink_h_register(struct ink_req *req)
 {
     const char *email, *username, *password;
@@ -40,7 +32,7 @@ enum ink_status ink_h_register(struct ink_req *req)
         ink_account_register(email, username, password, &client, &tokens, &user, &err);
     if (st != INK_OK)
         return fail_err(req, st, &err);
-    return ink_reply(req, 201, auth_response(&tokens, user));
+    return ink_reply(req, 201, ink_auth_response(&tokens, user));
 }
 
 enum ink_status ink_h_login(struct ink_req *req)
@@ -63,7 +55,7 @@ enum ink_status ink_h_login(struct ink_req *req)
         ink_account_login(identifier, password, &client, &tokens, &user, &req->retry_after, &err);
     if (st != INK_OK)
         return fail_err(req, st, &err);
-    return ink_reply(req, 200, auth_response(&tokens, user));
+    return ink_reply(req, 200, ink_auth_response(&tokens, user));
 }
 
 enum ink_status ink_h_refresh(struct ink_req *req)

@@ -165,14 +165,7 @@ void ink_billing_canceller_kick(void)
 static long canceller_round(void)
 {
     ink_billing_cancel_due(NULL, NULL);
-    PGresult *r;
-    long wait = POLL_SECONDS;
-    if (ink_db_query(&SQL_NEXT_DUE, 0, NULL, &r) != INK_OK)
-        return wait;
-    if (ink_db_str(r, 0, 0) && ink_db_ll(r, 0, 0) < wait)
-        wait = ink_db_ll(r, 0, 0) < 1 ? 1 : (long)ink_db_ll(r, 0, 0);
-    PQclear(r);
-    return wait;
+    return ink_db_seconds_until(&SQL_NEXT_DUE, POLL_SECONDS);
 }
 
 bool ink_billing_canceller_start(void)

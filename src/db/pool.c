@@ -586,3 +586,15 @@ long long ink_db_ll(const PGresult *r, int row, int col)
         return 0;
     return strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
+
+long ink_db_seconds_until(const struct ink_sql *sql, long max)
+{
+    PGresult *r;
+    long wait = max;
+    if (ink_db_query(sql, 0, NULL, &r) != INK_OK)
+        return wait;
+    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) && ink_db_ll(r, 0, 0) < wait)
+        wait = ink_db_ll(r, 0, 0) < 1 ? 1 : (long)ink_db_ll(r, 0, 0);
+    PQclear(r);
+    return wait;
+}

@@ -27,6 +27,12 @@ const struct ink_route ink_routes[] = {
     {"DELETE", "/auth/sessions", ink_h_sessions_revoke_all, AUTH, INK_RATE_NONE},
     {"DELETE", "/auth/sessions/{id}", ink_h_session_revoke, AUTH, INK_RATE_NONE},
 
+    {"GET", "/auth/oauth/{provider}", ink_h_oauth_start, 0, INK_RATE_LOGIN},
+    {"GET", "/auth/oauth/google/callback", ink_h_oauth_google_callback, UPSTREAM, INK_RATE_NONE},
+    {"POST", "/auth/oauth/apple/callback", ink_h_oauth_apple_callback, UPSTREAM, INK_RATE_NONE},
+    {"POST", "/auth/oauth/{provider}/token", ink_h_oauth_token, JSON_REQ | UPSTREAM,
+     INK_RATE_LOGIN},
+
     {"GET", "/auth/subscription", ink_h_subscription, AUTH, INK_RATE_NONE},
     {"POST", "/auth/subscription/checkout", ink_h_subscription_checkout, AUTH | JSON | UPSTREAM,
      INK_RATE_NONE},

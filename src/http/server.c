@@ -95,6 +95,14 @@ enum ink_status ink_reply_text(struct ink_req *req, unsigned status, const char 
     return INK_OK;
 }
 
+enum ink_status ink_reply_redirect(struct ink_req *req, char *location)
+{
+    free(req->location);
+    req->status = 302;
+    req->location = location;
+    return INK_OK;
+}
+
 enum ink_status ink_reply_message(struct ink_req *req, unsigned status, const char *message)
 {
     return ink_reply(req, status, json_pack("{s:s}", "message", message));
@@ -228,6 +236,10 @@ static enum MHD_Result finish(struct conn_ctx *ctx, enum ink_status st)
         char ra[16];
         snprintf(ra, sizeof ra, "%u", req->retry_after);
         add_header(r, "Retry-After", ra);
+    }
+    if (st == INK_OK && req->location) {
+        add_header(r, "Location", req->location);
+        add_header(r, "Referrer-Policy", "no-referrer");
     }
     if (code == 405) {
         char allow[sizeof ctx->allow + 16];
@@ -485,6 +497,7 @@ static struct conn_ctx *new_ctx(struct MHD_Connection *conn, const char *url, co
     req->user_agent = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "User-Agent");
     ctx->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
     ctx->content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    req->content_type = ctx->content_type;
 
     char *peer = req->peer_ip;
     snprintf(peer, sizeof req->peer_ip, "unknown");
@@ -599,6 +612,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     json_decref(ctx->req.json);
     json_decref(ctx->req.resp);
     free(ctx->req.resp_text);
+    free(ctx->req.location);
     free(ctx->scratch);
     ink_buf_free(&ctx->body);
     free(ctx);

@@ -138,6 +138,7 @@ bool itest_init(void)
     itest.pg_thaw = env_nonempty("INKLET_ITEST_PG_THAW");
     itest.mqtt_url = env_nonempty("INKLET_ITEST_MQTT_URL");
     itest.fake_stripe = env_nonempty("INKLET_ITEST_FAKE_STRIPE");
+    itest.fake_oidc = env_nonempty("INKLET_ITEST_FAKE_OIDC");
     itest.wrapper = env_nonempty("INKLET_ITEST_WRAPPER");
     itest.slow = itest.wrapper ? 20 : 1;
     if (!itest.inkletd || !itest.database_url) {
@@ -1360,4 +1361,119 @@ bool itest_raw_wait_closed(int fd, unsigned timeout_ms)
         if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
             return true;
     }
+}
+
+/* ---- fake providers ------------------------------------------------------------------------ */
+
+void itest_fake_dump_log(const struct itest_fake *f, const char *why)
+{
+    char *log = itest_read_file(f->log, NULL);
+    size_t n = strlen(log);
+    fprintf(stderr, "----- %s pid %d (%s): %s -----\n%s\n----- end of log -----\n", f->name,
+            (int)f->pid, why, f->log, n > 16000 ? log + n - 16000 : log);
+    free(log);
+}
+
+static bool fake_healthy(const struct itest_fake *f)
+{
+    char url[96];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_fake/health", f->port);
+    struct itest_resp r;
+    itest_request(NULL, "GET", url, NULL, NULL, 0, &r);
+    bool ok = r.status == 200 && json_is_true(json_object_get(r.json, "ok"));
+    itest_resp_free(&r);
+    return ok;
+}
+
+bool itest_fake_start(struct itest_fake *f, const char *name, const char *script,
+                      const char *const args[])
+{
+    memset(f, 0, sizeof *f);
+    f->pid = -1;
+    snprintf(f->name, sizeof f->name, "%s", name);
+    char port_file[192];
+    snprintf(port_file, sizeof port_file, "%s/%s.port", itest.tmpdir, name);
+    snprintf(f->log, sizeof f->log, "%s/%s.log", itest.tmpdir, name);
+    unlink(port_file);
+    const char *argv[32] = {"/usr/bin/python3", script, "--port", "0", "--port-file", port_file};
+    size_t n = 6;
+    for (size_t i = 0; args && args[i] && n < ITEST_ARRAY_LEN(argv) - 1; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    f->pid = itest_spawn_program(argv, NULL, f->log, f->log);
+    if (f->pid < 0)
+        return false;
+    int64_t deadline = itest_now_ms() + itest_scaled(15000);
+    while (itest_now_ms() < deadline) {
+        size_t len;
+        char *text = itest_read_file(port_file, &len);
+        char *end = NULL;
+        unsigned long port = len > 1 && text[len - 1] == '\n' ? strtoul(text, &end, 10) : 0;
+        bool complete = end && end != text && *end == '\n' && port > 0 && port < 65536;
+        free(text);
+        if (complete) {
+            f->port = (unsigned)port;
+            if (fake_healthy(f))
+                return true;
+            itest_fake_dump_log(f, "wrote its port but /_fake/health did not answer");
+            return false;
+        }
+        int st;
+        if (waitpid(f->pid, &st, WNOHANG) == f->pid) {
+            f->pid = -1;
+            itest_fake_dump_log(f, "exited during start-up");
+            return false;
+        }
+        itest_sleep_ms(20);
+    }
+    itest_fake_dump_log(f, "wrote no port file in time");
+    return false;
+}
+
+int itest_fake_stop(struct itest_fake *f)
+{
+    if (f->pid < 0)
+        return 0;
+    kill(f->pid, SIGTERM);
+    int st = itest_wait_pid(f->pid, 10000);
+    if (st != 0)
+        itest_fake_dump_log(f, "did not exit 0 on SIGTERM");
+    f->pid = -1;
+    return st;
+}
+
+json_t *itest_fake_call(const struct itest_fake *f, const char *method, const char *path,
+                        const json_t *body)
+{
+    char url[600];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", f->port, path);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    const char *send = text ? text : strcmp(method, "POST") == 0 ? "{}" : NULL;
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    struct itest_resp r;
+    itest_request(NULL, method, url, send ? headers : NULL, send, send ? strlen(send) : 0, &r);
+    if (r.status != 200)
+        fprintf(stderr, "  %s control call %s %s (body %s)\n", f->name, method, path,
+                send ? send : "-");
+    itest_expect_status(&r, 200);
+    json_t *v = json_incref(r.json);
+    itest_resp_free(&r);
+    free(text);
+    return v;
+}
+
+json_t *itest_fake_callf(const struct itest_fake *f, const char *method, const char *path,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_error_t err;
+    json_t *body = json_vpack_ex(&err, 0, fmt, ap);
+    va_end(ap);
+    if (!body)
+        fail_msg("json_pack(%s): %s", fmt, err.text);
+    json_t *v = itest_fake_call(f, method, path, body);
+    json_decref(body);
+    assert_non_null(v);
+    return v;
 }

@@ -30,18 +30,19 @@
 struct itest_config {
     const char *inkletd;
     const char *database_url;
-    const char *pg_stop;   /* NULL when not provided */
-    const char *pg_start;  /* NULL when not provided */
-    const char *pg_freeze; /* SIGSTOPs the whole cluster (a hung host); NULL when not provided */
-    const char *pg_thaw;   /* SIGCONTs it */
-    const char *mqtt_url;  /* NULL when not provided */
+    const char *pg_stop;     /* NULL when not provided */
+    const char *pg_start;    /* NULL when not provided */
+    const char *pg_freeze;   /* SIGSTOPs the whole cluster (a hung host); NULL when not provided */
+    const char *pg_thaw;     /* SIGCONTs it */
+    const char *mqtt_url;    /* NULL when not provided */
     const char *fake_stripe; /* tests/fakes/fake_stripe.py (run with /usr/bin/python3); NULL when
                                 not provided */
-    const char *wrapper;   /* NULL when not provided */
-    unsigned slow;         /* multiplier for every wait: 1, or 20 under a wrapper */
-    char jwt_secret[65];   /* random, shared by every daemon of this run */
-    char tmpdir[64];       /* logs and captured output of this run */
-    char run_tag[8];       /* random, makes user names unique across runs on one database */
+    const char *fake_oidc;   /* tests/fakes/fake_oidc.py; NULL when not provided */
+    const char *wrapper;     /* NULL when not provided */
+    unsigned slow;           /* multiplier for every wait: 1, or 20 under a wrapper */
+    char jwt_secret[65];     /* random, shared by every daemon of this run */
+    char tmpdir[64];         /* logs and captured output of this run */
+    char run_tag[8];         /* random, makes user names unique across runs on one database */
 };
 
 extern struct itest_config itest;
@@ -177,6 +178,33 @@ void itest_callf(const struct itest_daemon *d, const char *method, const char *p
                  const char *token, struct itest_resp *out, const char *fmt, ...);
 /** GET `path` on `d`, no auth. */
 void itest_get(const struct itest_daemon *d, const char *path, struct itest_resp *out);
+
+/* ---- fake providers (tests/fakes/) ---------------------------------------------------------- */
+
+/** A fake provider process: /usr/bin/python3 SCRIPT --port 0 --port-file F [args...], with a
+ *  /_fake/health control route. */
+struct itest_fake {
+    pid_t pid;
+    unsigned port;
+    char name[32];
+    char log[192];
+};
+
+/** Starts `script` with the extra `args` (NULL-terminated; may be NULL) and waits for its port
+ *  file and /_fake/health. No cmocka assertions (for group set-ups): false, with the fake's log
+ *  on stderr, when it did not come up. */
+bool itest_fake_start(struct itest_fake *f, const char *name, const char *script,
+                      const char *const args[]);
+/** SIGTERM and reap; returns the exit status (0 expected). */
+int itest_fake_stop(struct itest_fake *f);
+void itest_fake_dump_log(const struct itest_fake *f, const char *why);
+/** `method` `path` at the fake's control API with a JSON body (NULL: "{}" for POST); asserts
+ *  200 and returns the parsed answer (new reference, NULL when it is not JSON). */
+json_t *itest_fake_call(const struct itest_fake *f, const char *method, const char *path,
+                        const json_t *body);
+/** itest_fake_call with a body built by json_pack(fmt, ...). */
+json_t *itest_fake_callf(const struct itest_fake *f, const char *method, const char *path,
+                         const char *fmt, ...);
 
 /* ---- assertions on responses -------------------------------------------------------------- */
 

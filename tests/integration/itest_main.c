@@ -15,6 +15,7 @@ extern int itest_group_framing(void) __attribute__((weak));
 extern int itest_group_broker_link(void) __attribute__((weak));
 extern int itest_group_hardening(void) __attribute__((weak));
 extern int itest_group_billing(void) __attribute__((weak));
+extern int itest_group_oauth(void) __attribute__((weak));
 
 static bool migrate_twice_at_once(void)
 {
@@ -70,6 +71,8 @@ int main(void)
     failed += itest_group_mqtts();
     if (itest_group_billing)
         failed += itest_group_billing();
+    if (itest_group_oauth)
+        failed += itest_group_oauth();
     if (itest_group_broker_link)
         failed += itest_group_broker_link();
     failed += itest_group_outage(); /* last: it stops and restarts PostgreSQL */

@@ -1,0 +1,16 @@
+/* What the account service's files share: the user row's columns and its JSON. */
+#ifndef INKLET_ACCOUNTS_INTERNAL_H
+#define INKLET_ACCOUNTS_INTERNAL_H
+#include "inklet/db.h"
+
+#include <jansson.h>
+
+/* The first five columns of every query that answers with a user object. */
+#define USER_COLUMNS                                                                               \
+    "id, email, username, extract(epoch FROM created_at)::bigint,"                                 \
+    " extract(epoch FROM updated_at)::bigint"
+
+/** The contract's user object from the USER_COLUMNS at the start of `row` (new reference). */
+json_t *ink_user_json(const PGresult *r, int row);
+
+#endif
