@@ -45,6 +45,14 @@ void ink_oauth_after_account_delete(const char *user_id);
 bool ink_oauth_revoker_start(void);
 void ink_oauth_revoker_stop(void);
 
+/** Counters for /metrics. Index 0 is Google, 1 Apple. */
+struct ink_oauth_stats {
+    unsigned long long signin_ok[2], signin_failed[2]; /* both routes */
+    unsigned long long jwks_fetches[2];
+    unsigned long long revoked, revoke_failed;
+};
+void ink_oauth_get_stats(struct ink_oauth_stats *out);
+
 /** Deletes expired states; safe from several instances. */
 enum ink_status ink_oauth_prune(long long *count);
 

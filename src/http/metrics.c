@@ -5,6 +5,7 @@
 #include "inklet/broker.h"
 #include "inklet/buf.h"
 #include "inklet/db.h"
+#include "inklet/oauth.h"
 #include "inklet/password.h"
 #include "inklet/server.h"
 
@@ -132,6 +133,26 @@ char *ink_metrics_render(void)
             "inklet_stripe_requests_total{result=\"failed\"} %llu\n",
             bill.webhook_applied, bill.webhook_duplicate, bill.webhook_ignored,
             bill.webhook_rejected, bill.webhook_failed, bill.stripe_ok, bill.stripe_failed);
+    struct ink_oauth_stats oa;
+    ink_oauth_get_stats(&oa);
+    appendf(
+        &b,
+        "# HELP inklet_oauth_signins_total Google/Apple sign-ins (browser and native) by outcome.\n"
+        "# TYPE inklet_oauth_signins_total counter\n"
+        "inklet_oauth_signins_total{provider=\"google\",result=\"ok\"} %llu\n"
+        "inklet_oauth_signins_total{provider=\"google\",result=\"failed\"} %llu\n"
+        "inklet_oauth_signins_total{provider=\"apple\",result=\"ok\"} %llu\n"
+        "inklet_oauth_signins_total{provider=\"apple\",result=\"failed\"} %llu\n"
+        "# HELP inklet_oauth_jwks_fetches_total Fetches of a provider's signing keys.\n"
+        "# TYPE inklet_oauth_jwks_fetches_total counter\n"
+        "inklet_oauth_jwks_fetches_total{provider=\"google\"} %llu\n"
+        "inklet_oauth_jwks_fetches_total{provider=\"apple\"} %llu\n"
+        "# HELP inklet_oauth_revocations_total Apple token revocations of deleted accounts.\n"
+        "# TYPE inklet_oauth_revocations_total counter\n"
+        "inklet_oauth_revocations_total{result=\"revoked\"} %llu\n"
+        "inklet_oauth_revocations_total{result=\"failed\"} %llu\n",
+        oa.signin_ok[0], oa.signin_failed[0], oa.signin_ok[1], oa.signin_failed[1],
+        oa.jwks_fetches[0], oa.jwks_fetches[1], oa.revoked, oa.revoke_failed);
     struct ink_broker_stats bs;
     ink_broker_get_stats(&bs);
     appendf(

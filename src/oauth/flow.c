@@ -296,6 +296,7 @@ void ink_oauth_callback(const char *provider, const struct ink_oauth_reply *repl
         ok = complete(p, reply, &st, client, &query, &why);
     /* without a state of ours the client type is unknown: the web target */
     const char *kind = s == INK_OK ? st.client : "web";
+    ink_oauth_count_signin(p, ok);
     if (ok) {
         ink_info("oauth: %s sign-in completed (%s)", provider, kind);
         *location = target(kind, query.data);
@@ -327,11 +328,14 @@ enum ink_status ink_oauth_native(const char *provider, const char *id_token, con
         verify_id_token(p, id_token, nonce, &id, &why) != INK_OK) {
         ink_info("oauth: %s ID token refused: %s", provider, why ? why : "too long");
         *err = (struct ink_err){"invalid_id_token", "The ID token is not valid."};
+        ink_oauth_count_signin(p, false);
         return INK_UNAUTHORIZED;
     }
     struct ink_oauth_login login = {.provider = p->name,
                                     .subject = id.sub,
                                     .email = id.email,
                                     .email_verified = id.email_verified};
-    return ink_account_oauth_signin(&login, client, tokens, user, err);
+    enum ink_status st = ink_account_oauth_signin(&login, client, tokens, user, err);
+    ink_oauth_count_signin(p, st == INK_OK);
+    return st;
 }

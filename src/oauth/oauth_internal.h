@@ -37,6 +37,11 @@ struct ink_oauth_provider {
     long long secret_expires; /* unix seconds */
 };
 
+/** Counts one finished sign-in of provider p (either route). */
+void ink_oauth_count_signin(const struct ink_oauth_provider *p, bool ok);
+/** Counts one revocation attempt. */
+void ink_oauth_count_revocation(bool ok);
+
 /** The provider by name, or NULL when there is no such provider (configured or not). */
 struct ink_oauth_provider *ink_oauth_provider(const char *name);
 /** The client secret for the token and revoke endpoints (malloc'd), or NULL on failure. */

@@ -9,6 +9,7 @@
 #include "inklet/log.h"
 #include "inklet/oauth.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,6 +37,33 @@ static bool token_box_ready;
 static bool set(const char *v)
 {
     return v && *v;
+}
+
+static atomic_ullong signin_ok[NPROVIDERS], signin_failed[NPROVIDERS], revoked, revoke_failed;
+
+void ink_oauth_count_signin(const struct ink_oauth_provider *p, bool ok)
+{
+    if (!p)
+        return;
+    size_t i = (size_t)(p - providers);
+    if (i < NPROVIDERS)
+        atomic_fetch_add(ok ? &signin_ok[i] : &signin_failed[i], 1);
+}
+
+void ink_oauth_count_revocation(bool ok)
+{
+    atomic_fetch_add(ok ? &revoked : &revoke_failed, 1);
+}
+
+void ink_oauth_get_stats(struct ink_oauth_stats *out)
+{
+    for (size_t i = 0; i < NPROVIDERS; i++) {
+        out->signin_ok[i] = atomic_load(&signin_ok[i]);
+        out->signin_failed[i] = atomic_load(&signin_failed[i]);
+        out->jwks_fetches[i] = providers[i].jwks ? ink_jwks_fetches(providers[i].jwks) : 0;
+    }
+    out->revoked = atomic_load(&revoked);
+    out->revoke_failed = atomic_load(&revoke_failed);
 }
 
 struct ink_oauth_provider *ink_oauth_provider(const char *name)

@@ -132,6 +132,7 @@ static bool work_one(void)
         done = true;
     } else {
         done = revoke(p, PQgetvalue(r, 0, 2), token, &final);
+        ink_oauth_count_revocation(done);
         if (done)
             ink_info("oauth: revoked the Apple token of deleted subject %s%s", PQgetvalue(r, 0, 1),
                      final ? " (Apple no longer knew it)" : "");

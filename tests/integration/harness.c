@@ -1477,3 +1477,18 @@ json_t *itest_fake_callf(const struct itest_fake *f, const char *method, const c
     assert_non_null(v);
     return v;
 }
+
+unsigned long long itest_metric(const struct itest_daemon *d, const char *name)
+{
+    struct itest_resp r;
+    itest_get(d, "/metrics", &r);
+    itest_expect_status(&r, 200);
+    char needle[160];
+    snprintf(needle, sizeof needle, "\n%s ", name);
+    const char *hit = strstr(r.body, needle);
+    if (!hit)
+        fail_msg("no sample %s on /metrics", name);
+    unsigned long long v = strtoull(hit + strlen(needle), NULL, 10);
+    itest_resp_free(&r);
+    return v;
+}

@@ -179,6 +179,10 @@ void itest_callf(const struct itest_daemon *d, const char *method, const char *p
 /** GET `path` on `d`, no auth. */
 void itest_get(const struct itest_daemon *d, const char *path, struct itest_resp *out);
 
+/** The value of the sample `name` (with its labels, e.g. `x_total{result="ok"}`) on d's
+ *  /metrics page; asserts the page and the sample are there. */
+unsigned long long itest_metric(const struct itest_daemon *d, const char *name);
+
 /* ---- fake providers (tests/fakes/) ---------------------------------------------------------- */
 
 /** A fake provider process: /usr/bin/python3 SCRIPT --port 0 --port-file F [args...], with a

@@ -593,23 +593,9 @@ static void poll_ready(long status, unsigned timeout_ms, struct itest_resp *r)
 
 /* ---- metrics ------------------------------------------------------------------------------ */
 
-static unsigned long long metric_of(const struct itest_daemon *d, const char *name)
-{
-    struct itest_resp r;
-    itest_get(d, "/metrics", &r);
-    itest_expect_status(&r, 200);
-    char needle[128];
-    snprintf(needle, sizeof needle, "\n%s ", name);
-    const char *hit = strstr(r.body, needle);
-    assert_non_null(hit);
-    unsigned long long v = strtoull(hit + strlen(needle), NULL, 10);
-    itest_resp_free(&r);
-    return v;
-}
-
 static unsigned long long metric(const char *name)
 {
-    return metric_of(D, name);
+    return itest_metric(D, name);
 }
 
 /* ---- several instances ---------------------------------------------------------------------- */
@@ -641,7 +627,7 @@ static void test_shared_subscription_processes_each_message_once(void **state)
     }
     unsigned long long before[2];
     for (int i = 0; i < 2; i++)
-        before[i] = metric_of(d[i], "inklet_mqtt_messages_processed_total");
+        before[i] = itest_metric(d[i], "inklet_mqtt_messages_processed_total");
     char hw[37], thing[64];
     itest_random_uuid(hw);
     snprintf(thing, sizeof thing, "share-%.8s", hw);
@@ -653,11 +639,11 @@ static void test_shared_subscription_processes_each_message_once(void **state)
     while (got[0] + got[1] < n && itest_now_ms() < until) {
         itest_sleep_ms(50);
         for (int i = 0; i < 2; i++)
-            got[i] = metric_of(d[i], "inklet_mqtt_messages_processed_total") - before[i];
+            got[i] = itest_metric(d[i], "inklet_mqtt_messages_processed_total") - before[i];
     }
     itest_sleep_ms(300); /* a duplicate would show up now */
     for (int i = 0; i < 2; i++)
-        got[i] = metric_of(d[i], "inklet_mqtt_messages_processed_total") - before[i];
+        got[i] = itest_metric(d[i], "inklet_mqtt_messages_processed_total") - before[i];
     if (got[0] + got[1] != n)
         fail_msg("the group processed %llu + %llu messages of %u", got[0], got[1], n);
     /* the broker spreads the stream over the group */

@@ -350,9 +350,9 @@ static void native(const struct itest_daemon *d, const char *provider, const cha
 /* A token the fake signs with exactly these claims (`key` as /_fake/sign takes it). */
 static char *fake_sign(const char *provider, json_t *claims, const char *key)
 {
-    json_t *v = itest_fake_call(
-        &fake, "POST", "/_fake/sign",
-        json_pack("{s:s,s:o,s:s}", "provider", provider, "claims", claims, "key", key));
+    json_t *body = json_pack("{s:s,s:o,s:s}", "provider", provider, "claims", claims, "key", key);
+    json_t *v = itest_fake_call(&fake, "POST", "/_fake/sign", body);
+    json_decref(body);
     char *t = strdup(itest_str(v, "token"));
     json_decref(v);
     return t;
@@ -374,6 +374,8 @@ static void test_oauth_google_web_flow_ends_at_the_web_target_with_working_token
     (void)state;
     struct identity id;
     signed_in_as("google", &id);
+    static const char ok_metric[] = "inklet_oauth_signins_total{provider=\"google\",result=\"ok\"}";
+    unsigned long long ok_before = itest_metric(D, ok_metric);
     char *authorize = start(D, "google", "?client=web");
     /* what the provider is asked for (§2.1 step 1) */
     char prefix[96];
@@ -394,6 +396,7 @@ static void test_oauth_google_web_flow_ends_at_the_web_target_with_working_token
     assert_string_equal(itest_str(me, "email"), id.email);
     assert_true(has_provider(me, "google"));
     assert_false(json_is_true(json_object_get(me, "hasPassword")));
+    assert_int_equal(itest_metric(D, ok_metric), ok_before + 1);
     json_decref(me);
     free(st);
     free(nonce);
@@ -518,9 +521,13 @@ static void test_oauth_denied_at_the_provider_is_oauth_failed(void **state)
     (void)state;
     struct identity id;
     signed_in_as("google", &id);
+    static const char failed_metric[] =
+        "inklet_oauth_signins_total{provider=\"google\",result=\"failed\"}";
+    unsigned long long before = itest_metric(D, failed_metric);
     json_decref(itest_fake_callf(&fake, "POST", "/_fake/deny", "{s:s,s:b}", "provider", "google",
                                  "deny", 1));
     char *final = sign_in(D, "google", "?client=desktop");
+    assert_int_equal(itest_metric(D, failed_metric), before + 1);
     json_decref(itest_fake_callf(&fake, "POST", "/_fake/deny", "{s:s,s:b}", "provider", "google",
                                  "deny", 0));
     expect_failed(final, DESKTOP_TARGET);
@@ -723,10 +730,11 @@ static void token_endpoint_answers(const char *provider, const char *id_token)
 {
     char path[64];
     snprintf(path, sizeof path, "/%s/%stoken", provider, strcmp(provider, "apple") ? "" : "auth/");
-    json_decref(itest_fake_call(&fake, "POST", "/_fake/faults",
-                                json_pack("{s:s,s:s,s:i,s:{s:s,s:s},s:i}", "method", "POST",
-                                          "path_prefix", path, "status", 200, "body", "id_token",
-                                          id_token, "token_type", "Bearer", "count", 1)));
+    json_t *rule =
+        json_pack("{s:s,s:s,s:i,s:{s:s,s:s},s:i}", "method", "POST", "path_prefix", path, "status",
+                  200, "body", "id_token", id_token, "token_type", "Bearer", "count", 1);
+    json_decref(itest_fake_call(&fake, "POST", "/_fake/faults", rule));
+    json_decref(rule);
 }
 
 static void test_oauth_bad_id_tokens_from_the_token_endpoint_are_oauth_failed(void **state)
@@ -931,6 +939,8 @@ static void test_oauth_account_deletion_revokes_the_apple_token_at_apple(void **
     char *final = sign_in(D, "apple", "?client=web");
     char *access = query_param(final, "accessToken");
     json_decref(expect_tokens(D, final, WEB_TARGET, NULL));
+    static const char revoked_metric[] = "inklet_oauth_revocations_total{result=\"revoked\"}";
+    unsigned long long before = itest_metric(D, revoked_metric);
     struct itest_resp r;
     itest_call(D, "DELETE", "/auth/me", access, NULL, &r);
     itest_expect_status(&r, 204);
@@ -957,6 +967,9 @@ static void test_oauth_account_deletion_revokes_the_apple_token_at_apple(void **
             itest_sleep_ms(100);
     }
     assert_true(revoked);
+    while (itest_metric(D, revoked_metric) == before && itest_now_ms() < deadline)
+        itest_sleep_ms(50);
+    assert_int_equal(itest_metric(D, revoked_metric), before + 1);
     free(final);
     free(access);
 }
@@ -1004,6 +1017,8 @@ static void test_oauth_key_rotation_is_picked_up_and_unknown_kids_refetch_rate_l
     itest_resp_free(&r);
     free(tok);
     assert_int_equal(jwks_fetches(), before + 1);
+    static const char fetches[] = "inklet_oauth_jwks_fetches_total{provider=\"google\"}";
+    assert_int_equal(itest_metric(d, fetches), 1);
     /* invented kids right away: refused without hammering the provider */
     for (int i = 0; i < 5; i++) {
         tok = fake_sign("google", good_claims(&id, GOOGLE_ID), "unpublished");
@@ -1013,6 +1028,7 @@ static void test_oauth_key_rotation_is_picked_up_and_unknown_kids_refetch_rate_l
         free(tok);
     }
     assert_true(jwks_fetches() <= before + 2);
+    assert_int_equal(itest_metric(d, fetches), jwks_fetches() - before);
     /* the provider rotates; after the refetch pause the new key is fetched and accepted */
     json_decref(itest_fake_callf(&fake, "POST", "/_fake/rotate", "{s:s}", "provider", "google"));
     itest_sleep_ms(10500);
