@@ -21,7 +21,8 @@ automatic webhooks: tests send events explicitly with /_fake/send_event).
 Concurrency: one ThreadingHTTPServer thread per connection; all state sits behind one lock,
 which is never held while sleeping for a fault delay or while delivering a webhook.
 
-Python 3.11 standard library only.
+Python 3.11 standard library only, and fakelib.py next to this file (the HTTP plumbing it
+shares with fake_oidc.py).
 """
 
 import argparse
@@ -29,50 +30,33 @@ import copy
 import hashlib
 import hmac
 import http.client
-import json
 import os
 import re
 import secrets
-import signal
-import socket
-import string
 import sys
-import tempfile
 import threading
 import time
-import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fakelib.py is next to us
+import fakelib  # noqa: E402
+from fakelib import (ALNUM, DIGITS, FORM_TYPE, decode_component, match_route,  # noqa: E402
+                     now, to_json)
 
 API_VERSION = "2024-06-20"
-MAX_BODY = 2 * 1024 * 1024
 WEBHOOK_TIMEOUT = 10.0
 MAX_COPIES = 100
-ALNUM = string.ascii_letters + string.digits
 PERIOD_SECONDS = {"month": 30 * 86400, "year": 365 * 86400}
 SUB_STATUSES = ("incomplete", "incomplete_expired", "trialing", "active", "past_due",
                 "canceled", "unpaid", "paused")
 ENDED_STATUSES = ("canceled", "incomplete_expired")
-FORM_TYPE = "application/x-www-form-urlencoded"
-BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 PARAM_NAME = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 SUBSCRIPT = re.compile(r"\[([^\[\]]*)\]")
 INDEX = re.compile(r"[0-9]{1,9}")
-DIGITS = re.compile(r"[0-9]{1,10}")
-HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
-
-
-def now():
-    return int(time.time())
 
 
 def new_id(prefix, length):
     return prefix + "".join(secrets.choice(ALNUM) for _ in range(length))
-
-
-def to_json(obj):
-    """Stripe answers pretty-printed JSON; so does the fake."""
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,18 +94,6 @@ def no_such(kind, ident, param=None):
     return StripeError(404, f"No such {kind}: '{ident}'", code="resource_missing", param=param)
 
 
-class BodyError(Exception):
-    """The request body could not be read as framed; the connection is closed after it."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
-class ClientGone(Exception):
-    """The client closed the connection (or timed out) before sending its whole request."""
-
-
 # --------------------------------------------------------------------------------------------
 # Stripe's form encoding: a[b][0][c]=v (percent-encoded or literal brackets)
 
@@ -132,12 +104,6 @@ class _Indexed(dict):
 
 def _is_index(key):
     return key == "" or INDEX.fullmatch(key) is not None
-
-
-def _decode_component(text):
-    if BAD_PERCENT.search(text):
-        raise ValueError("malformed percent-encoding")
-    return unquote_plus(text, encoding="utf-8", errors="strict")
 
 
 def _child_key(node, key):
@@ -185,7 +151,7 @@ def parse_form(text):
         if "=" not in pair:
             raise ValueError(f"form field without '=': {pair[:40]!r}")
         raw_name, raw_value = pair.split("=", 1)
-        _assign(root, _decode_component(raw_name), _decode_component(raw_value))
+        _assign(root, decode_component(raw_name), decode_component(raw_value))
     return _finalize(root)
 
 
@@ -259,37 +225,8 @@ def control_error(message, status=400):
     return StripeError(status, message)
 
 
-def check_fields(payload, allowed, required=()):
-    if payload is None:
-        payload = {}
-    if not isinstance(payload, dict):
-        raise control_error("the body must be a JSON object")
-    unknown = sorted(set(payload) - set(allowed))
-    if unknown:
-        raise control_error(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-    for name in required:
-        if payload.get(name) is None:
-            raise control_error(f"missing field {name!r}")
-    return payload
-
-
-def field_int(payload, name, minimum=None, maximum=None):
-    value = payload.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise control_error(f"{name!r} must be an integer")
-    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise control_error(f"{name!r} must be in [{minimum}, {maximum}]")
-    return value
-
-
-def field_typed(payload, name, kind, what):
-    value = payload.get(name)
-    if value is not None and (not isinstance(value, kind) or
-                              (kind is not bool and isinstance(value, bool))):
-        raise control_error(f"{name!r} must be {what}")
-    return value
+FIELDS = fakelib.ControlFields(control_error)
+check_fields, field_int, field_typed = FIELDS.check_fields, FIELDS.field_int, FIELDS.field_typed
 
 
 def field_status(payload, choices=SUB_STATUSES):
@@ -336,32 +273,19 @@ def sync_items(sub):
         sub["cancel_at"] = sub["current_period_end"]
 
 
-class Fault:
-    def __init__(self, ident, payload):
-        self.id = ident
-        method = field_typed(payload, "method", str, "a string")
-        self.method = method.upper() if method else None
-        self.path_prefix = field_typed(payload, "path_prefix", str, "a string") or "/v1"
-        self.delay_ms = field_int(payload, "delay_ms", 0, 600000) or 0
-        self.status = field_int(payload, "status", 100, 599)
-        self.error = field_typed(payload, "error", dict, "an object")
-        self.drop = bool(field_typed(payload, "drop", bool, "a boolean"))
-        self.remaining = field_int(payload, "count", 1)
-        if self.drop and self.status is not None:
-            raise control_error("'drop' and 'status' exclude each other")
-        if not (self.drop or self.status is not None or self.delay_ms):
-            raise control_error("a fault needs 'delay_ms', 'status' or 'drop'")
+class Fault(fakelib.Fault):
+    """A /_fake/faults rule for /v1 requests; a status fault answers Stripe's error shape,
+    `error` or a generic api_error."""
 
-    def matches(self, method, path):
-        return (self.method in (None, method)) and path.startswith(self.path_prefix)
+    fields = FIELDS
+    default_prefix = "/v1"
+    answer_field = "error"
+
+    def parse_answer(self, payload):
+        self.error = field_typed(payload, "error", dict, "an object")
 
     def body(self):
         return {"error": self.error or {"type": "api_error", "message": "fake fault"}}
-
-    def describe(self):
-        return {"id": self.id, "method": self.method, "path_prefix": self.path_prefix,
-                "delay_ms": self.delay_ms, "status": self.status, "error": self.error,
-                "drop": self.drop, "count": self.remaining}
 
 
 class IdemEntry:
@@ -377,9 +301,11 @@ class IdemEntry:
 # The fake's state and operations.  Every method except send_event expects self.lock held.
 
 
-class FakeStripe:
+class FakeStripe(fakelib.FakeState):
+    fault_class = Fault
+
     def __init__(self, secret_key, webhook_secret, prices):
-        self.lock = threading.Lock()
+        super().__init__()  # the lock, the fault rules and the request log
         self.secret_key = secret_key
         self.webhook_secret = webhook_secret
         self.prices = {pid: price_object(pid, interval) for pid, interval in prices}
@@ -389,25 +315,9 @@ class FakeStripe:
         self.subscriptions = {}
         self.sub_order = {}  # sub id -> creation sequence number (list tie-break)
         self.invoices = {}
-        self.faults = []
-        self.fault_seq = 0
-        self.requests = []
         self.idempotency = {}  # (secret key, Idempotency-Key) -> IdemEntry
 
-    # ---- request log, faults, idempotency
-
-    def log_request(self, entry):
-        self.requests.append(entry)
-
-    def take_fault(self, method, path):
-        for fault in self.faults:
-            if fault.matches(method, path):
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self.faults.remove(fault)
-                return fault
-        return None
+    # ---- idempotency
 
     def idem_claim(self, key, method, path, params):
         """Returns ("new"|"replay", entry); raises the 409/400 idempotency errors."""
@@ -628,33 +538,8 @@ class FakeStripe:
             raise no_such("invoice", ids[0])
         return self.invoices[ids[0]]
 
-    # ---- control API: each takes (path ids, JSON payload, query) and returns (status, body)
-
-    def health(self, ids, payload, query):
-        return 200, {"ok": True}
-
-    def add_fault(self, ids, payload, query):
-        check_fields(payload, ("method", "path_prefix", "delay_ms", "status", "error", "drop",
-                               "count"))
-        fault = Fault(self.fault_seq + 1, payload or {})
-        self.fault_seq = fault.id
-        self.faults.append(fault)
-        return 200, {"id": fault.id}
-
-    def list_faults(self, ids, payload, query):
-        return 200, [f.describe() for f in self.faults]
-
-    def clear_faults(self, ids, payload, query):
-        self.faults.clear()
-        return 200, {"ok": True}
-
-    def list_requests(self, ids, payload, query):
-        prefix = query.get("path_prefix", "")
-        return 200, [r for r in self.requests if r["path"].startswith(prefix)]
-
-    def clear_requests(self, ids, payload, query):
-        self.requests.clear()
-        return 200, {"ok": True}
+    # ---- control API: each takes (path ids, JSON payload, query) and returns (status, body);
+    # health, faults and requests are fakelib.FakeState's
 
     def list_customers(self, ids, payload, query):
         return 200, list(self.customers.values())
@@ -921,18 +806,6 @@ CONTROL_ROUTES = [
 ]
 
 
-def match_route(routes, method, path):
-    """Returns (route, ids), or (None, path_known) when nothing matches."""
-    path_known = False
-    for route in routes:
-        found = re.fullmatch(route[1], path)
-        if found:
-            if route[0] == method:
-                return route, tuple(unquote(g) for g in found.groups())
-            path_known = True
-    return None, path_known
-
-
 def parse_query(query_string):
     """Stripe reads GET parameters with the same bracket syntax as form bodies."""
     return parse_form(query_string)
@@ -942,39 +815,44 @@ def parse_query(query_string):
 # HTTP
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fakelib.Handler):
     server_version = "fake-stripe/1.0"
-    sys_version = ""
-    timeout = 120  # idle keep-alive connections are closed after this
+    log_name = "fake_stripe"
+    max_body = 2 * 1024 * 1024
+    control_routes = CONTROL_ROUTES
+    error_class = StripeError
+    control_error = staticmethod(control_error)
 
-    # ---- plumbing
+    # ---- fakelib.Handler's hooks
 
-    def do_GET(self):
-        self.dispatch()
+    def start_request(self):
+        self.request_id = new_id("req_", 14)
 
-    do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = do_GET
+    def end_request(self):
+        self.request_id = None
 
-    def version_string(self):
-        return self.server_version
+    def internal_error(self):
+        return StripeError(500, "fake_stripe internal error", type_="api_error")
 
-    def log_message(self, fmt, *args):
-        line = fmt % args
-        line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
-        sys.stderr.write(f"fake_stripe {self.address_string()} {line}\n")
+    def send_fake_error(self, err):
+        self.answer_error(err)
 
-    def send_error(self, code, message=None, explain=None):
-        """Errors found by http.server itself (bad request line, headers): JSON as well."""
-        self.close_connection = True
-        body = to_json({"error": {"type": "invalid_request_error",
-                                  "message": message or self.responses.get(code, ("",))[0]}})
-        self.answer(code, body)
+    def send_control_answer(self, status, body):
+        self.answer(status, body)
 
-    def set_logged_status(self, status):
-        entry = getattr(self, "log_entry", None)
-        if entry is not None:
-            with self.server.fake.lock:
-                entry["status"] = status
+    def send_fault_answer(self, fault):
+        self.answer(fault.status, to_json(fault.body()))
+
+    def serve(self, path, query_string):
+        if path == "/v1" or path.startswith("/v1/"):
+            self.serve_stripe(path, query_string)
+        elif path.startswith("/_fake/"):
+            self.serve_control(path, query_string)
+        else:
+            self.read_body()
+            self.answer_error(invalid(f"Unknown path {path}", status=404))
+
+    # ---- answers
 
     def answer(self, status, body, headers=()):
         """Sends a complete JSON answer (never called with the lock held)."""
@@ -997,129 +875,18 @@ class Handler(BaseHTTPRequestHandler):
     def answer_error(self, err):
         self.answer(err.status, to_json(err.body()), err.headers)
 
-    def drop(self):
-        self.set_logged_status(0)
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.log_message('"%s" dropped (fault)', self.requestline)
-
-    def dispatch(self):
-        self.request_id = new_id("req_", 14)
-        self.log_entry = None
-        try:
-            try:
-                parts = urlsplit(self.path)
-            except ValueError as exc:  # a hostile request target
-                self.close_connection = True
-                self.answer_error(invalid(f"Invalid request target: {exc}"))
-                return
-            if parts.path == "/v1" or parts.path.startswith("/v1/"):
-                self.serve_stripe(parts.path, parts.query)
-            elif parts.path.startswith("/_fake/"):
-                self.serve_control(parts.path, parts.query)
-            else:
-                self.read_body()
-                self.answer_error(invalid(f"Unknown path {parts.path}", status=404))
-        except ClientGone:
-            self.close_connection = True
-        except BodyError as exc:
-            self.close_connection = True
-            self.answer_error(invalid(str(exc), status=exc.status))
-        except Exception:  # a bug in the fake: report it, keep serving
-            traceback.print_exc()
-            self.close_connection = True
-            self.answer_error(StripeError(500, "fake_stripe internal error", type_="api_error"))
-        finally:  # the handler object lives as long as the keep-alive connection
-            self.request_id = self.log_entry = None
-
-    # ---- body
-
-    def read_body(self):
-        try:
-            if "Transfer-Encoding" in self.headers:
-                if self.headers["Transfer-Encoding"].strip().lower() != "chunked":
-                    raise BodyError(501, "Unsupported Transfer-Encoding")
-                return self._read_chunked()
-            lengths = set(v.strip() for v in self.headers.get_all("Content-Length", []))
-            if not lengths:
-                return b""
-            if len(lengths) != 1 or DIGITS.fullmatch(next(iter(lengths))) is None:
-                raise BodyError(400, "Invalid Content-Length")
-            length = int(lengths.pop())
-            if length > MAX_BODY:
-                raise BodyError(413, f"Request body over {MAX_BODY} bytes")
-            return self._read_exactly(length)
-        except (TimeoutError, ConnectionError):
-            raise ClientGone() from None
-
-    def _read_exactly(self, length):
-        data = self.rfile.read(length)
-        if len(data) != length:
-            raise ClientGone()
-        return data
-
-    def _read_chunked(self):
-        body = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                raise ClientGone() if not line else BodyError(400, "Invalid chunk header")
-            size = line.split(b";", 1)[0].strip()
-            if HEX_SIZE.fullmatch(size) is None:
-                raise BodyError(400, "Invalid chunk size")
-            size = int(size, 16)
-            if size == 0:
-                break
-            if len(body) + size > MAX_BODY:
-                raise BodyError(413, f"Request body over {MAX_BODY} bytes")
-            body += self._read_exactly(size)
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise BodyError(400, "Invalid chunk terminator")
-        for _ in range(100):  # trailers
-            if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
-                return bytes(body)
-        raise BodyError(400, "Too many trailers")
-
-    def header_dict(self):
-        headers = {}
-        for name, value in self.headers.items():
-            name = name.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        return headers
-
     # ---- Stripe API
 
     def serve_stripe(self, path, query_string):
         fake = self.server.fake
         received = time.time()
-        body, body_error = b"", None
-        try:
-            body = self.read_body()
-        except BodyError as exc:
-            self.close_connection = True
-            body_error = invalid(str(exc), status=exc.status)
+        body, body_error = self.read_logged_body()
         query, params, parse_error = self.stripe_inputs(query_string, body)
-        with fake.lock:
-            self.log_entry = {
-                "method": self.command, "path": path, "query": query, "params": params,
-                "raw_body": body.decode("utf-8", "replace"), "headers": self.header_dict(),
-                "time": received, "status": None,
-            }
-            fake.log_request(self.log_entry)
-            fault = fake.take_fault(self.command, path)
+        fault = self.log_api_request(path, received, query, params, body)
         plan = Plan(self, fake, path, query, params, body_error or parse_error)
         try:
             plan.prepare()
-            if fault is not None and fault.delay_ms:
-                time.sleep(fault.delay_ms / 1000.0)  # the lock is not held here
-            if fault is not None and fault.drop:
-                self.drop()
-            elif fault is not None and fault.status is not None:
-                self.answer(fault.status, to_json(fault.body()))
-            else:
+            if not self.serve_fault(fault):
                 plan.run()
         finally:
             plan.release()
@@ -1142,36 +909,6 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             return query, params, invalid(f"Invalid request body: {exc}")
         return query, params, None
-
-    # ---- control API
-
-    def serve_control(self, path, query_string):
-        fake = self.server.fake
-        body = self.read_body()
-        route, found = match_route(CONTROL_ROUTES, self.command, path)
-        if route is None:
-            status = 405 if found else 404
-            self.answer_error(invalid(f"No control route {self.command} {path}", status=status))
-            return
-        try:
-            query = dict(parse_qsl(query_string, keep_blank_values=True, errors="strict"))
-            payload = json.loads(body) if body.strip() else None
-        except (ValueError, RecursionError) as exc:
-            self.answer_error(invalid(f"Invalid JSON or query: {exc}"))
-            return
-        func = getattr(fake, route[2])
-        try:
-            if route[3]:
-                with fake.lock:
-                    status, result = func(found, payload, query)
-                    out = to_json(result)
-            else:
-                status, result = func(found, payload, query)
-                out = to_json(result)
-        except StripeError as err:
-            self.answer_error(err)
-            return
-        self.answer(status, out)
 
 
 class Plan:
@@ -1255,22 +992,6 @@ def masked(key):
     return key[:8] + "*" * 4 + key[-4:] if len(key) > 12 else "*" * len(key)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address, fake):
-        self.fake = fake
-        super().__init__(address, Handler)
-
-    def handle_error(self, request, client_address):
-        """A client that vanished mid-request is routine; anything else is a bug worth a trace."""
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            sys.stderr.write(f"fake_stripe {client_address[0]} connection lost\n")
-        else:
-            super().handle_error(request, client_address)
-
-
 # --------------------------------------------------------------------------------------------
 # Command line
 
@@ -1297,47 +1018,9 @@ def parse_args(argv):
     return args
 
 
-def write_port_file(path, port):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".port-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(f"{port}\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-class Stop(BaseException):
-    """Raised by the signal handler; a BaseException so that socketserver's per-request
-    `except Exception` (the main thread accepts and starts threads) cannot swallow it."""
-
-
-def on_signal(signum, frame):
-    raise Stop()
-
-
 def main(argv=None):
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        args = parse_args(argv)
-        server = Server(("127.0.0.1", args.port),
-                        FakeStripe(args.secret_key, args.webhook_secret, args.price))
-        try:
-            port = server.server_address[1]
-            if args.port_file:
-                write_port_file(args.port_file, port)
-            sys.stderr.write(f"fake_stripe listening on 127.0.0.1:{port}\n")
-            server.serve_forever(poll_interval=0.2)
-        finally:
-            server.server_close()
-    except Stop:
-        sys.stderr.write("fake_stripe stopping on signal\n")
-    return 0
+    return fakelib.run(Handler, parse_args, lambda args: FakeStripe(
+        args.secret_key, args.webhook_secret, args.price), argv)
 
 
 if __name__ == "__main__":
