@@ -25,7 +25,8 @@ revoke endpoints.  Redirect URIs are not registered: any absolute http(s) URI is
 Concurrency: one ThreadingHTTPServer thread per connection; all state sits behind one lock,
 which is never held while sleeping for a fault delay or while generating an RSA key.
 
-Python 3.11 standard library plus Debian's python3-cryptography (RSA and EC keys).
+Python 3.11 standard library plus Debian's python3-cryptography (RSA and EC keys), and
+fakelib.py next to this file (the HTTP plumbing it shares with fake_stripe.py).
 """
 
 import argparse
@@ -40,22 +41,20 @@ import json
 import os
 import re
 import secrets
-import signal
-import socket
-import string
 import sys
-import tempfile
-import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # fakelib.py is next to us
+import fakelib  # noqa: E402
+from fakelib import (ALNUM, FORM_TYPE, decode_component, match_route, now,  # noqa: E402
+                     to_json)
 
 PROVIDERS = ("google", "apple")
 GOOGLE_ISSUER = "https://accounts.google.com"
@@ -75,16 +74,10 @@ GOOGLE_PROMPTS = ("none", "consent", "select_account")
 APPLE_SCOPES = ("openid", "name", "email")
 APPLE_RESPONSE_MODES = ("query", "fragment", "form_post")
 PRIVATE_RELAY = "@privaterelay.appleid.com"
-MAX_BODY = 1024 * 1024
-FORM_TYPE = "application/x-www-form-urlencoded"
-ALNUM = string.ascii_letters + string.digits
-BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 B64URL = re.compile(r"[A-Za-z0-9_-]*")
 PKCE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 PKCE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
 URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII: safe in a Location header
-DIGITS = re.compile(r"[0-9]{1,10}")
-HEX_SIZE = re.compile(rb"[0-9A-Fa-f]{1,8}")
 NO_STORE = (("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"),
             ("Pragma", "no-cache"))
 APPLE_NO_STORE = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
@@ -92,17 +85,8 @@ JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
 
 
-def now():
-    return int(time.time())
-
-
 def random_text(length, alphabet=ALNUM):
     return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def to_json(obj):
-    """Answers are pretty-printed JSON, as Google's are."""
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def compact_json(obj):
@@ -175,18 +159,6 @@ def control_error(message, status=400):
     return OAuthError(status, "invalid_request", message)
 
 
-class BodyError(Exception):
-    """The request body could not be read as framed; the connection is closed after it."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
-class ClientGone(Exception):
-    """The client closed the connection (or timed out) before sending its whole request."""
-
-
 # --------------------------------------------------------------------------------------------
 # Answers
 
@@ -252,12 +224,6 @@ def form_post_reply(action, fields):
 # OAuth's form encoding: flat name=value pairs
 
 
-def _decode_component(text):
-    if BAD_PERCENT.search(text):
-        raise ValueError("malformed percent-encoding")
-    return unquote_plus(text, encoding="utf-8", errors="strict")
-
-
 def parse_form(text):
     """A flat x-www-form-urlencoded string -> dict; ValueError when malformed (bad escape,
     invalid UTF-8, a field without '=', an empty name, a repeated name: OAuth parameters
@@ -269,12 +235,12 @@ def parse_form(text):
         if "=" not in pair:
             raise ValueError(f"form field without '=': {pair[:40]!r}")
         raw_name, raw_value = pair.split("=", 1)
-        name = _decode_component(raw_name)
+        name = decode_component(raw_name)
         if name == "":
             raise ValueError("form field with an empty name")
         if name in fields:
             raise ValueError(f"parameter {name[:40]!r} given more than once")
-        fields[name] = _decode_component(raw_value)
+        fields[name] = decode_component(raw_value)
     return fields
 
 
@@ -309,7 +275,7 @@ def basic_credentials(header):
     user, sep, password = decoded.partition(":")
     if not sep:
         raise ValueError("Basic credentials without ':'")
-    return _decode_component(user), _decode_component(password)
+    return decode_component(user), decode_component(password)
 
 
 # --------------------------------------------------------------------------------------------
@@ -375,37 +341,8 @@ def is_number(item):
 # Control API field helpers (JSON)
 
 
-def check_fields(payload, allowed, required=()):
-    if payload is None:
-        payload = {}
-    if not isinstance(payload, dict):
-        raise control_error("the body must be a JSON object")
-    unknown = sorted(set(payload) - set(allowed))
-    if unknown:
-        raise control_error(f"unknown field(s) {unknown}; allowed: {sorted(allowed)}")
-    for name in required:
-        if payload.get(name) is None:
-            raise control_error(f"missing field {name!r}")
-    return payload
-
-
-def field_int(payload, name, minimum=None, maximum=None):
-    found = payload.get(name)
-    if found is None:
-        return None
-    if not isinstance(found, int) or isinstance(found, bool):
-        raise control_error(f"{name!r} must be an integer")
-    if (minimum is not None and found < minimum) or (maximum is not None and found > maximum):
-        raise control_error(f"{name!r} must be in [{minimum}, {maximum}]")
-    return found
-
-
-def field_typed(payload, name, kind, what):
-    found = payload.get(name)
-    if found is not None and (not isinstance(found, kind) or
-                              (kind is not bool and isinstance(found, bool))):
-        raise control_error(f"{name!r} must be {what}")
-    return found
+FIELDS = fakelib.ControlFields(control_error)
+check_fields, field_int, field_typed = FIELDS.check_fields, FIELDS.field_int, FIELDS.field_typed
 
 
 def field_provider(payload):
@@ -413,10 +350,6 @@ def field_provider(payload):
     if name not in PROVIDERS:
         raise control_error(f"'provider' must be one of {list(PROVIDERS)}")
     return name
-
-
-def reject_constant(name):
-    raise ValueError(f"{name} is not JSON")
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,26 +417,19 @@ class Provider:
                      headers)
 
 
-class Fault:
-    def __init__(self, ident, payload):
-        self.id = ident
-        method = field_typed(payload, "method", str, "a string")
-        self.method = method.upper() if method else None
-        self.path_prefix = field_typed(payload, "path_prefix", str, "a string") or "/"
-        self.delay_ms = field_int(payload, "delay_ms", 0, 600000) or 0
-        self.status = field_int(payload, "status", 100, 599)
+class Fault(fakelib.Fault):
+    """A /_fake/faults rule for provider requests; a status fault answers `body`."""
+
+    fields = FIELDS
+    default_prefix = "/"
+    answer_field = "body"
+
+    def parse_answer(self, payload):
         self.body = payload.get("body")
-        self.drop = bool(field_typed(payload, "drop", bool, "a boolean"))
-        self.remaining = field_int(payload, "count", 1)
-        if self.drop and self.status is not None:
-            raise control_error("'drop' and 'status' exclude each other")
+
+    def check_answer(self):
         if self.body is not None and self.status is None:
             raise control_error("'body' needs 'status'")
-        if not (self.drop or self.status is not None or self.delay_ms):
-            raise control_error("a fault needs 'delay_ms', 'status' or 'drop'")
-
-    def matches(self, method, path):
-        return (self.method in (None, method)) and path.startswith(self.path_prefix)
 
     def reply(self):
         """`body`: a string is sent verbatim, anything else as JSON."""
@@ -512,11 +438,6 @@ class Fault:
         body = self.body if self.body is not None else {"error": "server_error",
                                                          "error_description": "fake fault"}
         return Reply(self.status, to_json(body), JSON_TYPE)
-
-    def describe(self):
-        return {"id": self.id, "method": self.method, "path_prefix": self.path_prefix,
-                "delay_ms": self.delay_ms, "status": self.status, "body": self.body,
-                "drop": self.drop, "count": self.remaining}
 
 
 class ProviderRequest:
@@ -565,9 +486,11 @@ class ProviderRequest:
 # self.lock held; rotate and sign take it themselves (RSA key generation happens outside it).
 
 
-class FakeOIDC:
+class FakeOIDC(fakelib.FakeState):
+    fault_class = Fault
+
     def __init__(self, args, keys):
-        self.lock = threading.Lock()
+        super().__init__()  # the lock, the fault rules and the request log
         self.google_secret = args.google_client_secret
         self.apple_team_id = args.apple_team_id
         self.apple_key_id = args.apple_key_id
@@ -580,21 +503,6 @@ class FakeOIDC:
         self.apple_tokens = {}   # access or refresh token -> record (see _remember)
         self.revoked = []        # one entry per revoked token, in order
         self.apple_consents = set()  # (client_id, sub): no `user` field any more
-        self.faults = []
-        self.fault_seq = 0
-        self.requests = []
-
-    # ---- request log and faults
-
-    def take_fault(self, method, path):
-        for fault in self.faults:
-            if fault.matches(method, path):
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self.faults.remove(fault)
-                return fault
-        return None
 
     # ---- shared by both providers
 
@@ -1011,10 +919,8 @@ class FakeOIDC:
     def apple_jwks(self, req):
         return self.providers["apple"].jwks_reply()
 
-    # ---- control API: each takes (path ids, JSON payload, query) and returns (status, body)
-
-    def health(self, ids, payload, query):
-        return 200, {"ok": True}
+    # ---- control API: each takes (path ids, JSON payload, query) and returns (status, body);
+    # health, faults and requests are fakelib.FakeState's
 
     def set_user(self, ids, payload, query):
         user = user_from_payload(payload)
@@ -1077,29 +983,6 @@ class FakeOIDC:
                 provider = self.providers[name]
                 provider.unpublished = key = provider.unpublished or key
         return key
-
-    def add_fault(self, ids, payload, query):
-        check_fields(payload, ("method", "path_prefix", "delay_ms", "status", "body", "drop",
-                               "count"))
-        fault = Fault(self.fault_seq + 1, payload or {})
-        self.fault_seq = fault.id
-        self.faults.append(fault)
-        return 200, {"id": fault.id}
-
-    def list_faults(self, ids, payload, query):
-        return 200, [f.describe() for f in self.faults]
-
-    def clear_faults(self, ids, payload, query):
-        self.faults.clear()
-        return 200, {"ok": True}
-
-    def list_requests(self, ids, payload, query):
-        prefix = query.get("path_prefix", "")
-        return 200, [r for r in self.requests if r["path"].startswith(prefix)]
-
-    def clear_requests(self, ids, payload, query):
-        self.requests.clear()
-        return 200, {"ok": True}
 
     def list_codes(self, ids, payload, query):
         moment = now()
@@ -1165,54 +1048,40 @@ CONTROL_ROUTES = [
 ]
 
 
-def match_route(routes, method, path):
-    """Returns (route, ids), or (None, path_known) when nothing matches."""
-    path_known = False
-    for route in routes:
-        found = re.fullmatch(route[1], path)
-        if found:
-            if route[0] == method:
-                return route, tuple(unquote(g) for g in found.groups())
-            path_known = True
-    return None, path_known
-
-
 # --------------------------------------------------------------------------------------------
 # HTTP
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fakelib.Handler):
     server_version = "fake-oidc/1.0"
-    sys_version = ""
-    timeout = 120  # idle keep-alive connections are closed after this
+    log_name = "fake_oidc"
+    max_body = 1024 * 1024
+    control_routes = CONTROL_ROUTES
+    error_class = OAuthError
+    reject_json_constants = True
+    control_error = staticmethod(control_error)
 
-    # ---- plumbing
+    # ---- fakelib.Handler's hooks
 
-    def do_GET(self):
-        self.dispatch()
+    def internal_error(self):
+        return OAuthError(500, "server_error", "fake_oidc internal error")
 
-    do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = do_GET
+    def send_fake_error(self, err):
+        self.send_reply(err.reply())
 
-    def version_string(self):
-        return self.server_version
+    def send_control_answer(self, status, body):
+        self.send_reply(Reply(status, body, JSON_TYPE))
 
-    def log_message(self, fmt, *args):
-        line = fmt % args
-        line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
-        sys.stderr.write(f"fake_oidc {self.address_string()} {line}\n")
+    def send_fault_answer(self, fault):
+        self.send_reply(fault.reply())
 
-    def send_error(self, code, message=None, explain=None):
-        """Errors found by http.server itself (bad request line, headers): JSON as well."""
-        self.close_connection = True
-        self.send_reply(OAuthError(code, "invalid_request",
-                                   message or self.responses.get(code, ("",))[0]).reply())
+    def serve(self, path, query_string):
+        if path.startswith("/_fake/"):
+            self.serve_control(path, query_string)
+        else:
+            self.serve_provider(path, query_string)
 
-    def set_logged_status(self, status):
-        entry = getattr(self, "log_entry", None)
-        if entry is not None:
-            with self.server.fake.lock:
-                entry["status"] = status
+    # ---- answers
 
     def send_reply(self, reply):
         """Sends a complete answer (never called with the lock held)."""
@@ -1232,123 +1101,18 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def drop(self):
-        self.set_logged_status(0)
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.log_message('"%s" dropped (fault)', self.requestline)
-
-    def dispatch(self):
-        self.log_entry = None
-        try:
-            try:
-                parts = urlsplit(self.path)
-            except ValueError as exc:  # a hostile request target
-                self.close_connection = True
-                self.send_reply(control_error(f"Invalid request target: {exc}").reply())
-                return
-            if parts.path.startswith("/_fake/"):
-                self.serve_control(parts.path, parts.query)
-            else:
-                self.serve_provider(parts.path, parts.query)
-        except ClientGone:
-            self.close_connection = True
-        except BodyError as exc:
-            self.close_connection = True
-            self.send_reply(OAuthError(exc.status, "invalid_request", str(exc)).reply())
-        except Exception:  # a bug in the fake: report it, keep serving
-            traceback.print_exc()
-            self.close_connection = True
-            self.send_reply(OAuthError(500, "server_error", "fake_oidc internal error").reply())
-        finally:  # the handler object lives as long as the keep-alive connection
-            self.log_entry = None
-
-    # ---- body
-
-    def read_body(self):
-        try:
-            if "Transfer-Encoding" in self.headers:
-                if self.headers["Transfer-Encoding"].strip().lower() != "chunked":
-                    raise BodyError(501, "Unsupported Transfer-Encoding")
-                return self._read_chunked()
-            lengths = set(v.strip() for v in self.headers.get_all("Content-Length", []))
-            if not lengths:
-                return b""
-            if len(lengths) != 1 or DIGITS.fullmatch(next(iter(lengths))) is None:
-                raise BodyError(400, "Invalid Content-Length")
-            length = int(lengths.pop())
-            if length > MAX_BODY:
-                raise BodyError(413, f"Request body over {MAX_BODY} bytes")
-            return self._read_exactly(length)
-        except (TimeoutError, ConnectionError):
-            raise ClientGone() from None
-
-    def _read_exactly(self, length):
-        data = self.rfile.read(length)
-        if len(data) != length:
-            raise ClientGone()
-        return data
-
-    def _read_chunked(self):
-        body = bytearray()
-        while True:
-            line = self.rfile.readline(1024)
-            if not line.endswith(b"\n"):
-                raise ClientGone() if not line else BodyError(400, "Invalid chunk header")
-            size = line.split(b";", 1)[0].strip()
-            if HEX_SIZE.fullmatch(size) is None:
-                raise BodyError(400, "Invalid chunk size")
-            size = int(size, 16)
-            if size == 0:
-                break
-            if len(body) + size > MAX_BODY:
-                raise BodyError(413, f"Request body over {MAX_BODY} bytes")
-            body += self._read_exactly(size)
-            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
-                raise BodyError(400, "Invalid chunk terminator")
-        for _ in range(100):  # trailers
-            if self.rfile.readline(8192) in (b"\r\n", b"\n", b""):
-                return bytes(body)
-        raise BodyError(400, "Too many trailers")
-
-    def header_dict(self):
-        headers = {}
-        for name, text in self.headers.items():
-            name = name.lower()
-            headers[name] = f"{headers[name]}, {text}" if name in headers else text
-        return headers
-
     # ---- provider endpoints
 
     def serve_provider(self, path, query_string):
-        fake = self.server.fake
         received = time.time()
-        body, body_error = b"", None
-        try:
-            body = self.read_body()
-        except BodyError as exc:
-            self.close_connection = True
-            body_error = OAuthError(exc.status, "invalid_request", str(exc))
+        body, body_error = self.read_logged_body()
         req = ProviderRequest(self.command, path, self.headers)
         req.parse(query_string, body)
-        with fake.lock:
-            self.log_entry = {
-                "method": self.command, "path": path, "query": req.query, "params": req.form,
-                "raw_body": body.decode("utf-8", "replace"), "headers": self.header_dict(),
-                "time": received, "status": None, "notes": req.notes,
-            }
-            fake.requests.append(self.log_entry)
-            fault = fake.take_fault(self.command, path)
-        if fault is not None and fault.delay_ms:
-            time.sleep(fault.delay_ms / 1000.0)  # the lock is not held here
-        if fault is not None and fault.drop:
-            self.drop()
-        elif fault is not None and fault.status is not None:
-            self.send_reply(fault.reply())
-        elif body_error is not None:
+        fault = self.log_api_request(path, received, req.query, req.form, body,
+                                     notes=req.notes)
+        if self.serve_fault(fault):
+            return
+        if body_error is not None:
             self.send_reply(body_error.reply())
         else:
             self.send_reply(self.run_endpoint(req))
@@ -1377,53 +1141,6 @@ class Handler(BaseHTTPRequestHandler):
         for note in notes:
             self.log_message("%s %s: %s", req.method, req.path, note)
         return reply
-
-    # ---- control API
-
-    def serve_control(self, path, query_string):
-        fake = self.server.fake
-        body = self.read_body()
-        route, found = match_route(CONTROL_ROUTES, self.command, path)
-        if route is None:
-            status = 405 if found else 404
-            self.send_reply(control_error(f"No control route {self.command} {path}",
-                                          status).reply())
-            return
-        try:
-            query = dict(parse_qsl(query_string, keep_blank_values=True, errors="strict"))
-            payload = json.loads(body, parse_constant=reject_constant) if body.strip() else None
-        except (ValueError, RecursionError) as exc:
-            self.send_reply(control_error(f"Invalid JSON or query: {exc}").reply())
-            return
-        func = getattr(fake, route[2])
-        try:
-            if route[3]:
-                with fake.lock:
-                    status, result = func(found, payload, query)
-                    out = to_json(result)
-            else:
-                status, result = func(found, payload, query)
-                out = to_json(result)
-        except OAuthError as err:
-            self.send_reply(err.reply())
-            return
-        self.send_reply(Reply(status, out, JSON_TYPE))
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address, fake):
-        self.fake = fake
-        super().__init__(address, Handler)
-
-    def handle_error(self, request, client_address):
-        """A client that vanished mid-request is routine; anything else is a bug worth a trace."""
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            sys.stderr.write(f"fake_oidc {client_address[0]} connection lost\n")
-        else:
-            super().handle_error(request, client_address)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1475,46 +1192,8 @@ def make_keys():
     return {"google": keys[0:2], "apple": keys[2:4]}
 
 
-def write_port_file(path, port):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".port-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as out:
-            out.write(f"{port}\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-class Stop(BaseException):
-    """Raised by the signal handler; a BaseException so that socketserver's per-request
-    `except Exception` (the main thread accepts and starts threads) cannot swallow it."""
-
-
-def on_signal(signum, frame):
-    raise Stop()
-
-
 def main(argv=None):
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    try:
-        args = parse_args(argv)
-        server = Server(("127.0.0.1", args.port), FakeOIDC(args, make_keys()))
-        try:
-            port = server.server_address[1]
-            if args.port_file:
-                write_port_file(args.port_file, port)
-            sys.stderr.write(f"fake_oidc listening on 127.0.0.1:{port}\n")
-            server.serve_forever(poll_interval=0.2)
-        finally:
-            server.server_close()
-    except Stop:
-        sys.stderr.write("fake_oidc stopping on signal\n")
-    return 0
+    return fakelib.run(Handler, parse_args, lambda args: FakeOIDC(args, make_keys()), argv)
 
 
 if __name__ == "__main__":
