@@ -54,6 +54,9 @@ enum ink_status ink_db_simple(struct ink_db *db, const char *sql);
 enum ink_status ink_db_query(const struct ink_sql *sql, int nparams, const char *const *params,
                              PGresult **res);
 
+/** Runs a parameterless statement (a periodic DELETE) and gives the rows it affected. */
+enum ink_status ink_db_affected(const struct ink_sql *sql, long long *count);
+
 /** For background jobs: runs `sql` (no parameters; one row with a nullable count of seconds,
  *  NULL when nothing is queued) and answers how long to sleep: that many seconds, at least 1, at
  *  most `max` (also when nothing is queued or the database failed). */

@@ -272,11 +272,5 @@ static const struct ink_sql SQL_PRUNE_EVENTS = {
 
 enum ink_status ink_billing_prune(long long *count)
 {
-    PGresult *r;
-    enum ink_status st = ink_db_query(&SQL_PRUNE_EVENTS, 0, NULL, &r);
-    if (st == INK_OK) {
-        *count = atoll(PQcmdTuples(r));
-        PQclear(r);
-    }
-    return st;
+    return ink_db_affected(&SQL_PRUNE_EVENTS, count);
 }

@@ -598,3 +598,14 @@ long ink_db_seconds_until(const struct ink_sql *sql, long max)
     PQclear(r);
     return wait;
 }
+
+enum ink_status ink_db_affected(const struct ink_sql *sql, long long *count)
+{
+    PGresult *r;
+    enum ink_status st = ink_db_query(sql, 0, NULL, &r);
+    if (st == INK_OK) {
+        *count = strtoll(PQcmdTuples(r), NULL, 10);
+        PQclear(r);
+    }
+    return st;
+}

@@ -148,19 +148,8 @@ static bool exchange_code(struct ink_oauth_provider *p, const char *code, const 
     if (p->pkce)
         ink_form_add(&f, "code_verifier", verifier);
     free(secret);
-    static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded",
-                                          "Accept: application/json", NULL};
-    struct ink_http_request rq = {.method = "POST",
-                                  .url = p->token_url,
-                                  .headers = headers,
-                                  .body = f.data,
-                                  .body_len = f.len,
-                                  .timeout_ms = (int64_t)ink_app.cfg.oauth_timeout * 1000,
-                                  .max_response = TOKEN_RESPONSE_MAX};
     struct ink_http_response r;
-    int64_t paused = ink_deadline_pause();
-    ink_http_perform(&rq, &r);
-    ink_deadline_resume(paused);
+    ink_oauth_post_form(p->token_url, &f, TOKEN_RESPONSE_MAX, &r);
     ink_form_free(&f);
     bool ok = false;
     json_t *body = NULL;

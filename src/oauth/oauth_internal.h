@@ -42,6 +42,13 @@ void ink_oauth_count_signin(const struct ink_oauth_provider *p, bool ok);
 /** Counts one revocation attempt. */
 void ink_oauth_count_revocation(bool ok);
 
+struct ink_form;
+struct ink_http_response;
+/** POSTs a form to a provider endpoint within OAUTH_TIMEOUT, outside the request's database
+ *  deadline; at most `max_response` bytes of answer are kept. */
+void ink_oauth_post_form(const char *url, const struct ink_form *form, size_t max_response,
+                         struct ink_http_response *out);
+
 /** The provider by name, or NULL when there is no such provider (configured or not). */
 struct ink_oauth_provider *ink_oauth_provider(const char *name);
 /** The client secret for the token and revoke endpoints (malloc'd), or NULL on failure. */

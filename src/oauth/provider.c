@@ -5,6 +5,9 @@
 #include "inklet/alloc.h"
 #include "inklet/app.h"
 #include "inklet/apple.h"
+#include "inklet/deadline.h"
+#include "inklet/formdata.h"
+#include "inklet/http_client.h"
 #include "inklet/ids.h"
 #include "inklet/log.h"
 #include "inklet/oauth.h"
@@ -64,6 +67,23 @@ void ink_oauth_get_stats(struct ink_oauth_stats *out)
     }
     out->revoked = atomic_load(&revoked);
     out->revoke_failed = atomic_load(&revoke_failed);
+}
+
+void ink_oauth_post_form(const char *url, const struct ink_form *form, size_t max_response,
+                         struct ink_http_response *out)
+{
+    static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded",
+                                          "Accept: application/json", NULL};
+    struct ink_http_request rq = {.method = "POST",
+                                  .url = url,
+                                  .headers = headers,
+                                  .body = form->data,
+                                  .body_len = form->len,
+                                  .timeout_ms = (int64_t)ink_app.cfg.oauth_timeout * 1000,
+                                  .max_response = max_response};
+    int64_t paused = ink_deadline_pause();
+    ink_http_perform(&rq, out);
+    ink_deadline_resume(paused);
 }
 
 struct ink_oauth_provider *ink_oauth_provider(const char *name)

@@ -9,7 +9,6 @@
 
 #include "oauth_internal.h"
 #include "inklet/alloc.h"
-#include "inklet/app.h"
 #include "inklet/bgjob.h"
 #include "inklet/db.h"
 #include "inklet/formdata.h"
@@ -81,16 +80,8 @@ static bool revoke(struct ink_oauth_provider *p, const char *client_id, const ch
     ink_form_add(&f, "token", token);
     ink_form_add(&f, "token_type_hint", "refresh_token");
     free(secret);
-    static const char *const headers[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    struct ink_http_request rq = {.method = "POST",
-                                  .url = p->revoke_url,
-                                  .headers = headers,
-                                  .body = f.data,
-                                  .body_len = f.len,
-                                  .timeout_ms = (int64_t)ink_app.cfg.oauth_timeout * 1000,
-                                  .max_response = 16 * 1024};
     struct ink_http_response r;
-    ink_http_perform(&rq, &r);
+    ink_oauth_post_form(p->revoke_url, &f, 16 * 1024, &r);
     ink_form_free(&f);
     bool ok = r.status == 200;
     if (!ok)

@@ -49,9 +49,8 @@ static const struct ink_sql SQL_CONSUME = {
     "DELETE FROM oauth_states WHERE state_hash = $1::bytea"
     " RETURNING provider, client, COALESCE(code_verifier, ''), nonce, expires_at <= now()"};
 
-static const struct ink_sql SQL_PRUNE = {
-    "oauth_state_prune", "WITH d AS (DELETE FROM oauth_states WHERE expires_at < now() RETURNING 1)"
-                         " SELECT count(*) FROM d"};
+static const struct ink_sql SQL_PRUNE = {"oauth_state_prune",
+                                         "DELETE FROM oauth_states WHERE expires_at < now()"};
 
 enum ink_status ink_oauth_state_create(const char *provider, const char *client, bool pkce,
                                        struct ink_oauth_state *st,
@@ -97,11 +96,5 @@ enum ink_status ink_oauth_state_consume(const char *state, struct ink_oauth_stat
 
 enum ink_status ink_oauth_prune(long long *count)
 {
-    PGresult *r;
-    enum ink_status st = ink_db_query(&SQL_PRUNE, 0, NULL, &r);
-    if (st != INK_OK)
-        return st;
-    *count = ink_db_ll(r, 0, 0);
-    PQclear(r);
-    return INK_OK;
+    return ink_db_affected(&SQL_PRUNE, count);
 }

@@ -32,9 +32,7 @@
 #define CHECKOUT_URL_PREFIX "https://checkout.stripe.com/c/pay/cs_test_"
 #define PORTAL_URL_PREFIX "https://billing.stripe.com/p/session/test_"
 
-static pid_t fake_pid = -1;
-static unsigned fake_port;
-static char fake_log[160];
+static struct itest_fake fake;
 static char api_base_kv[64];
 
 /* The billing environment of the group's daemon (and of `inkletd billing-sync`). */
@@ -51,41 +49,9 @@ static const char *const billing_env[] = {api_base_kv,
 
 /* ---- the fake: process ----------------------------------------------------------------------- */
 
-static bool fake_healthy(void)
-{
-    char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_fake/health", fake_port);
-    struct itest_resp r;
-    itest_request(NULL, "GET", url, NULL, NULL, 0, &r);
-    bool ok = r.status == 200 && json_is_true(json_object_get(r.json, "ok"));
-    itest_resp_free(&r);
-    return ok;
-}
-
-static void fake_dump_log(const char *why)
-{
-    char *log = itest_read_file(fake_log, NULL);
-    size_t n = strlen(log);
-    fprintf(stderr, "----- fake Stripe pid %d (%s): %s -----\n%s\n----- end of log -----\n",
-            (int)fake_pid, why, fake_log, n > 16000 ? log + n - 16000 : log);
-    free(log);
-}
-
-/* Starts the fake on an ephemeral port and waits for its port file and /_fake/health. No
- * cmocka assertions: this runs in the group set-up. */
 static bool fake_start(void)
 {
-    char port_file[160];
-    snprintf(port_file, sizeof port_file, "%s/fake-stripe.port", itest.tmpdir);
-    snprintf(fake_log, sizeof fake_log, "%s/fake-stripe.log", itest.tmpdir);
-    unlink(port_file);
-    const char *argv[] = {"/usr/bin/python3",
-                          itest.fake_stripe,
-                          "--port",
-                          "0",
-                          "--port-file",
-                          port_file,
-                          "--secret-key",
+    const char *args[] = {"--secret-key",
                           SECRET_KEY,
                           "--webhook-secret",
                           WEBHOOK_SECRET,
@@ -94,85 +60,19 @@ static bool fake_start(void)
                           "--price",
                           PRICE_YEARLY ":year",
                           NULL};
-    fake_pid = itest_spawn_program(argv, NULL, fake_log, fake_log);
-    if (fake_pid < 0)
-        return false;
-    int64_t deadline = itest_now_ms() + itest_scaled(15000);
-    while (itest_now_ms() < deadline) {
-        size_t len;
-        char *text = itest_read_file(port_file, &len);
-        char *end = NULL;
-        unsigned long port = len > 1 && text[len - 1] == '\n' ? strtoul(text, &end, 10) : 0;
-        bool complete = end && end != text && *end == '\n' && port > 0 && port < 65536;
-        free(text);
-        if (complete) {
-            fake_port = (unsigned)port;
-            if (fake_healthy())
-                return true;
-            fake_dump_log("wrote its port but /_fake/health did not answer");
-            return false;
-        }
-        int st;
-        if (waitpid(fake_pid, &st, WNOHANG) == fake_pid) {
-            fake_pid = -1;
-            fake_dump_log("exited during start-up");
-            return false;
-        }
-        itest_sleep_ms(20);
-    }
-    fake_dump_log("wrote no port file in time");
-    return false;
+    return itest_fake_start(&fake, "fake-stripe", itest.fake_stripe, args);
 }
 
-/* SIGTERM (the fake exits 0 promptly), reap. Returns the exit status. */
 static int fake_stop(void)
 {
-    if (fake_pid < 0)
-        return 0;
-    kill(fake_pid, SIGTERM);
-    int st = itest_wait_pid(fake_pid, 10000);
-    if (st != 0)
-        fake_dump_log("did not exit 0 on SIGTERM");
-    fake_pid = -1;
-    return st;
+    return itest_fake_stop(&fake);
 }
 
 /* ---- the fake: control API and Stripe API ---------------------------------------------------- */
 
-/* `method` `path` at the fake with a JSON body (may be NULL: "{}" for POST); asserts 200 and
- * returns the parsed answer (new reference, NULL when the answer is not JSON). */
 static json_t *fake_call(const char *method, const char *path, const json_t *body)
 {
-    char url[600];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", fake_port, path);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    const char *send = text ? text : strcmp(method, "POST") == 0 ? "{}" : NULL;
-    const char *headers[] = {"Content-Type: application/json", NULL};
-    struct itest_resp r;
-    itest_request(NULL, method, url, send ? headers : NULL, send, send ? strlen(send) : 0, &r);
-    if (r.status != 200)
-        fprintf(stderr, "  fake control call %s %s (body %s)\n", method, path, send ? send : "-");
-    itest_expect_status(&r, 200);
-    json_t *v = json_incref(r.json);
-    itest_resp_free(&r);
-    free(text);
-    return v;
-}
-
-/* fake_call with a body built by json_pack(fmt, ...); the answer must be JSON. */
-static json_t *fake_callf(const char *method, const char *path, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    json_error_t err;
-    json_t *body = json_vpack_ex(&err, 0, fmt, ap);
-    va_end(ap);
-    if (!body)
-        fail_msg("json_pack(%s): %s", fmt, err.text);
-    json_t *v = fake_call(method, path, body);
-    json_decref(body);
-    assert_non_null(v);
-    return v;
+    return itest_fake_call(&fake, method, path, body);
 }
 
 /* Adds a fault rule (billing-design.md §A) built by json_pack(fmt, ...). */
@@ -311,8 +211,8 @@ static json_t *fake_subscription(const char *id)
 /* Creates a subscription at the fake directly (no webhook). */
 static json_t *fake_new_subscription(const char *customer, const char *price, const char *status)
 {
-    json_t *sub = fake_callf("POST", "/_fake/subscriptions", "{s:s,s:s,s:s}", "customer", customer,
-                             "price", price, "status", status);
+    json_t *sub = itest_fake_callf(&fake, "POST", "/_fake/subscriptions", "{s:s,s:s,s:s}",
+                                   "customer", customer, "price", price, "status", status);
     assert_non_null(dig_str(sub, "id"));
     expect_str(dig_str(sub, "status"), status);
     return sub;
@@ -337,8 +237,8 @@ static json_t *fake_update_subscription(const char *id, const char *fmt, ...)
 
 static json_t *fake_invoice(const char *sub_id, const char *status)
 {
-    json_t *inv = fake_callf("POST", "/_fake/invoices", "{s:s,s:s}", "subscription", sub_id,
-                             "status", status);
+    json_t *inv = itest_fake_callf(&fake, "POST", "/_fake/invoices", "{s:s,s:s}", "subscription",
+                                   sub_id, "status", status);
     assert_non_null(dig_str(inv, "id"));
     return inv;
 }
@@ -347,7 +247,7 @@ static json_t *fake_invoice(const char *sub_id, const char *status)
 static json_t *stripe_call(const char *method, const char *path, const char *form)
 {
     char url[300];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", fake_port, path);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u%s", fake.port, path);
     const char *headers[] = {"Authorization: Bearer " SECRET_KEY,
                              "Content-Type: application/x-www-form-urlencoded", NULL};
     struct itest_resp r;
@@ -1989,9 +1889,9 @@ static void test_billing_sync_follows_pages_past_the_first_hundred(void **state)
     char cus[40];
     billing_user(&u, cus);
     /* the oldest subscription at the fake: it is on the last page of the list */
-    json_t *sub = fake_callf("POST", "/_fake/subscriptions", "{s:s,s:s,s:s,s:I}", "customer", cus,
-                             "price", PRICE_MONTHLY, "status", "active", "created",
-                             (json_int_t)(time(NULL) - 5 * 86400));
+    json_t *sub = itest_fake_callf(&fake, "POST", "/_fake/subscriptions", "{s:s,s:s,s:s,s:I}",
+                                   "customer", cus, "price", PRICE_MONTHLY, "status", "active",
+                                   "created", (json_int_t)(time(NULL) - 5 * 86400));
     const char *id = dig_str(sub, "id");
     char stranger[40];
     stranger_customer(stranger);
@@ -2020,7 +1920,7 @@ static int billing_setup(void **state)
         itest_fixture_failures++;
         return -1;
     }
-    snprintf(api_base_kv, sizeof api_base_kv, "STRIPE_API_BASE=http://127.0.0.1:%u", fake_port);
+    snprintf(api_base_kv, sizeof api_base_kv, "STRIPE_API_BASE=http://127.0.0.1:%u", fake.port);
     itest_shared = itest_daemon_start(billing_env);
     if (!itest_shared) {
         fake_stop();
@@ -2046,7 +1946,7 @@ static int billing_teardown(void **state)
 static int billing_test_teardown(void **state)
 {
     char url[96];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_fake/faults", fake_port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_fake/faults", fake.port);
     struct itest_resp r;
     itest_request(NULL, "DELETE", url, NULL, NULL, 0, &r);
     itest_resp_free(&r);
