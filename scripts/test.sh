@@ -4,21 +4,26 @@
 #   ./scripts/test.sh              normal + sanitizer (ASan/UBSan) builds: unit tests and the
 #                                  integration suite against a throwaway PostgreSQL + Mosquitto,
 #                                  then the integration suite once more with inkletd under
-#                                  valgrind (fails on leaks and memory errors)
-#   ./scripts/test.sh --quick      normal build only, no valgrind
+#                                  valgrind (fails on leaks and memory errors); after the normal
+#                                  build's integration suite, the real-browser sign-in test
+#                                  (tests/browser/: Debian's chromium driven with playwright-core
+#                                  through Google/Apple sign-in against the fake providers, CORS
+#                                  judged by the browser; about half a minute)
+#   ./scripts/test.sh --quick      normal build only, no valgrind (the browser test still runs)
 #   ./scripts/test.sh --no-valgrind   skip the valgrind run (INKLET_TEST_VALGRIND=0)
 #
 # Services and logs live in .test-run/ (git-ignored, wiped at every start). The last line is
 # "N passed, M failed[, K skipped]" counting cmocka test cases, summed over every unit-test
-# program (run by ctest) and every integration run (normal build, sanitizer build, valgrind): a
-# test that runs in three builds counts three times. M also counts 1 for every failure that is no
+# program (run by ctest), every integration run (normal build, sanitizer build, valgrind) and the
+# browser test: a test that runs in three builds counts three times. M also counts 1 for every failure that is no
 # test case: a failed step (build, services), a group setup/teardown failure, a test program that
 # crashed, timed out or printed no results, or exited non-zero with no failed test, valgrind
 # reporting errors or leaks. K counts tests that called skip() plus 1 for each skipped step.
 # The summary table shows every step and, for steps that ran tests, their counts; a skipped
 # test does not fail the run, the exit status is non-zero if anything failed or a step was skipped.
 # Environment: INKLET_JOBS (nproc), INKLET_ITEST_TIMEOUT (1800 s), INKLET_VALGRIND_TIMEOUT
-# (3600 s), INKLET_SKIP_PACKAGES=1, ASAN_OPTIONS/UBSAN_OPTIONS (override the defaults below).
+# (3600 s), INKLET_SKIP_PACKAGES=1, INKLET_TEST_BROWSER=0 (no browser test, and no chromium or
+# node installed for it), ASAN_OPTIONS/UBSAN_OPTIONS (override the defaults below).
 # shellcheck disable=SC2317  # step bodies and traps are invoked indirectly
 set -Euo pipefail
 exec 2>&1 # one ordered stream for CI logs
@@ -33,6 +38,8 @@ usage() { sed -n '2,/^# shellcheck/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\
 QUICK=0
 VALGRIND=1
 [[ "${INKLET_TEST_VALGRIND:-1}" == 0 ]] && VALGRIND=0
+BROWSER=1
+[[ "${INKLET_TEST_BROWSER:-1}" == 0 ]] && BROWSER=0
 for arg in "$@"; do
   case "$arg" in
   --quick) QUICK=1 VALGRIND=0 ;;
@@ -213,6 +220,8 @@ trap 'exit 129' HUP
 do_packages() {
   local -a pkgs=("${INKLET_PKGS_BUILD[@]}" "${INKLET_PKGS_SERVICES[@]}")
   ((VALGRIND)) && pkgs+=("${INKLET_PKGS_TEST[@]}")
+  # chromium always; nodejs/npm only when node/npm are missing (see svc_browser_packages)
+  if ((BROWSER)); then mapfile -t -O "${#pkgs[@]}" pkgs < <(svc_browser_packages); fi
   svc_ensure_packages "${pkgs[@]}"
 }
 
@@ -357,8 +366,27 @@ do_itest_valgrind() {
   ((rc == 0 && bad == 0))
 }
 
+# The real-browser sign-in test: tests/browser/run.sh starts the fake providers and its own
+# inkletd (normal build) on a fresh database of our PostgreSQL; its cmocka-format output is
+# counted like an integration suite's. Its keys, port file and logs stay in $TR/browser/.
+do_browser() {
+  local db=itest_browser log="$TR/logs/browser.log" rc=0
+  svc_pg_start "$PG_DIR" "$(svc_pg_port "$PG_DIR")" --fast
+  svc_mqtt_start "$MQ_DIR" "$(svc_mqtt_port "$MQ_DIR")"
+  svc_pg_create_db "$PG_DIR" "$db" --fresh
+  export INKLET_BROWSER_INKLETD="$ROOT/build/inkletd" INKLET_BROWSER_WORK_DIR="$TR/browser"
+  export INKLET_BROWSER_DATABASE_URL INKLET_BROWSER_MQTT_URL
+  INKLET_BROWSER_DATABASE_URL="$(svc_pg_url "$PG_DIR" "$db")"
+  INKLET_BROWSER_MQTT_URL="$(svc_mqtt_url "$MQ_DIR")"
+  env | grep '^INKLET_BROWSER_' | sort
+  run_bounded 600 "$ROOT/tests/browser/run.sh" 2>&1 | tee -i "$log" || rc=$?
+  count_cmocka -v name="browser sign-in" -v rc="$rc" <"$log"
+  return "$rc"
+}
+
 # ------------------------------------------------------------------ the run
-echo "Inklet tests: builds: ${BUILDS[*]}; valgrind: $([[ $VALGRIND == 1 ]] && echo yes || echo no); jobs: $JOBS"
+echo "Inklet tests: builds: ${BUILDS[*]}; valgrind: $([[ $VALGRIND == 1 ]] && echo yes || echo no);" \
+  "browser: $([[ $BROWSER == 1 ]] && echo yes || echo no); jobs: $JOBS"
 
 wipe_test_dir || { echo "test.sh: cannot wipe $TR"; exit 1; }
 mkdir -p "$COUNTS_DIR" "$TR/logs"
@@ -388,6 +416,13 @@ for b in "${BUILDS[@]}"; do
     skip "integration tests ($b)" "services did not start"
   else
     step --tests "itest-$b" "integration tests ($b)" do_itest "$b" "itest_${b//-/_}"
+  fi
+  if [[ "$b" == build ]] && ((BROWSER)); then
+    if [[ -n "${OK[build]:-}" && -n "${OK[services]:-}" ]]; then
+      step --tests browser "browser sign-in (build, chromium)" do_browser
+    else
+      skip "browser sign-in (build, chromium)" "build or services failed"
+    fi
   fi
 done
 

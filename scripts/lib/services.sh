@@ -10,6 +10,8 @@
 #
 # Packages
 #   svc_ensure_packages PKG...          install the missing ones (apt-get, sudo when not root)
+#   svc_browser_packages                print INKLET_PKGS_BROWSER, one a line, less nodejs/npm
+#                                       when `node`/`npm` are on PATH
 # Ports
 #   svc_port_busy PORT                  0 if something listens on PORT (any address)
 #   svc_free_port START [TRIES]         print the first free TCP port in START..START+TRIES-1
@@ -68,6 +70,11 @@ INKLET_PKGS_SERVICES=(postgresql-15 postgresql-client-15 mosquitto mosquitto-cli
 INKLET_PKGS_TEST=(valgrind)
 # shellcheck disable=SC2034
 INKLET_PKGS_BENCH=(wrk curl procps)
+# the real-browser sign-in test (tests/browser/): chromium, node + npm for playwright-core, and
+# python3-cryptography for the fake providers (tests/fakes/fake_oidc.py). Install them with
+# svc_browser_packages, which leaves out nodejs/npm when node/npm are on PATH already.
+# shellcheck disable=SC2034
+INKLET_PKGS_BROWSER=(chromium nodejs npm python3-cryptography)
 
 # ---------------------------------------------------------------------------------------------
 # logging / privileges
@@ -153,6 +160,18 @@ svc_ensure_packages() {
   svc_sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     "${missing[@]}" || return 1
   svc_log "packages: installed ${#missing[@]}"
+}
+
+# A node from elsewhere (NodeSource's nodejs bundles npm, nvm) must not get Debian's npm on top:
+# Debian's npm depends on Debian's nodejs and conflicts with NodeSource's package.
+svc_browser_packages() {
+  local p
+  for p in "${INKLET_PKGS_BROWSER[@]}"; do
+    [[ "$p" == nodejs ]] && command -v node >/dev/null 2>&1 && continue
+    [[ "$p" == npm ]] && command -v npm >/dev/null 2>&1 && continue
+    printf '%s\n' "$p"
+  done
+  return 0
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@
 # The database must exist (it is migrated here) and should be a throwaway one: every run adds
 # users. Optional: INKLET_BROWSER_WORK_DIR (keys, port file and logs; default a temporary
 # directory, removed at the end), INKLET_BROWSER_EXECUTABLE (/usr/bin/chromium).
-# Needs node (>= 20, for playwright-core), chromium, /usr/bin/python3 with python3-cryptography,
+# Needs node (>= 18; playwright-core is pinned to 1.61.1, the last release that runs on
+# Debian 12's own nodejs 18), chromium, /usr/bin/python3 with python3-cryptography,
 # openssl, curl; runs `npm ci` in tests/browser when its node_modules is missing.
 # Output: the test's cmocka-format lines; a failure of the setup or of stopping the services is
 # printed as a cmocka group setup/teardown failure, so scripts/lib/cmocka-count.awk counts it.
