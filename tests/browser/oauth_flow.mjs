@@ -265,9 +265,9 @@ const tests = [
     async run(t) {
       const user = await newFakeUser('google');
       const r = await signInFromPortal(t, 'google');
+      results.google = r; // cors_preflight_judged_by_browser looks at this page, pass or fail
       checkTokens(r.url);
       checkMe(r.outcome, 'google', user);
-      results.google = r;
     },
   },
   {
@@ -302,8 +302,9 @@ const tests = [
     async run(t) {
       // allowed origin: the callback page of google_web_flow, whose fetch the browser let through
       const a = results.google;
-      check(a, 'google_web_flow left no callback page to look at (it failed)');
+      check(a, 'google_web_flow did not reach the callback page (see its failure)');
       t.pages.push(a.page);
+      t.rec = a.rec;
       checkEq(a.outcome.fetched, true, 'the fetch from the portal origin resolved');
       checkEq(a.outcome.type, 'cors', 'response type of the fetch from the portal origin');
       checkEq(a.outcome.status, 200, 'status of the fetch from the portal origin');

@@ -54,20 +54,23 @@ tails() {
 }
 
 # stop_pid PID NAME: SIGTERM, wait up to 20 s (then SIGKILL); the exit status goes into
-# STOP_RC (not printed: `wait` only works in the shell that started PID, not in a $(...))
+# STOP_RC (not printed: `wait` only works in the shell that started PID, not in a $(...)).
+# Polls instead of a background timer, whose `sleep` would hold our stdout open and so keep a
+# `| tee` reading this output waiting after we exit.
 STOP_RC=0
 stop_pid() {
-  local pid="$1" name="$2" rc=0 guard
+  local pid="$1" name="$2" i
   kill -TERM "$pid" 2>/dev/null || true
-  (
-    sleep 20
-    kill -KILL "$pid" 2>/dev/null && echo "[browser] $name did not stop within 20 s: SIGKILL" >&2
-  ) &
-  guard=$!
-  wait "$pid" 2>/dev/null || rc=$?
-  kill "$guard" 2>/dev/null || true
-  wait "$guard" 2>/dev/null || true
-  STOP_RC=$rc
+  for ((i = 0; i < 200; i++)); do
+    [[ -e "/proc/$pid" && "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ]] || break
+    sleep 0.1
+  done
+  if ((i == 200)); then
+    log "$name did not stop within 20 s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  STOP_RC=0
+  wait "$pid" 2>/dev/null || STOP_RC=$?
 }
 
 cleanup() {
