@@ -8,7 +8,7 @@
 #                                  build's integration suite, the real-browser sign-in test
 #                                  (tests/browser/: Debian's chromium driven with playwright-core
 #                                  through Google/Apple sign-in against the fake providers, CORS
-#                                  judged by the browser; about half a minute)
+#                                  judged by the browser; about 6 s when it passes)
 #   ./scripts/test.sh --quick      normal build only, no valgrind (the browser test still runs)
 #   ./scripts/test.sh --no-valgrind   skip the valgrind run (INKLET_TEST_VALGRIND=0)
 #

@@ -293,6 +293,8 @@ const tests = [
       t.cleanup.push(() => fakeControl('/_fake/deny', { provider: 'google', deny: false }));
       const r = await signInFromPortal(t, 'google');
       checkEq(r.url.href, `${PORTAL_ORIGIN}${CALLBACK_PATH}?error=oauth_failed`, 'final URL');
+      checkEq(r.url.searchParams.get('accessToken'), null, 'accessToken after a denial');
+      checkEq(r.url.searchParams.get('refreshToken'), null, 'refreshToken after a denial');
       checkEq(r.outcome.fetched, false, 'the page called the API without tokens');
       checkEq(r.outcome.redirectError, 'oauth_failed', 'error the page read');
     },
