@@ -18,6 +18,10 @@
 #   INKLET_FAKE_STRIPE=1   also start the local fake Stripe (tests/fakes/fake_stripe.py) and point
 #                          billing at it (STRIPE_* / BILLING_* unless already set), to try billing
 #                          without a Stripe account; INKLET_STRIPE_PORT (12111, or the next free)
+#   INKLET_FAKE_OIDC=1     also start the local fake Google and Apple (tests/fakes/fake_oidc.py) and
+#                          point sign-in at them (GOOGLE_* / APPLE_* / TOKEN_ENCRYPTION_KEY unless
+#                          already set), so "Sign in with Google/Apple" works without provider
+#                          accounts; INKLET_OIDC_PORT (12112, or the next free)
 # Any other key of config/inkletd.env.example (LOG_LEVEL, RATE_LIMIT_*, ...) passes through.
 # shellcheck disable=SC2317  # cleanup is invoked from traps
 set -Eeuo pipefail
@@ -42,6 +46,7 @@ export FACTORY_SECRET="${FACTORY_SECRET:-0123456789abcdef0123456789abcdef0123456
 OWN_PG=0
 OWN_MQTT=0
 FAKE_STRIPE_PID=""
+FAKE_OIDC_PID=""
 INKLETD_PID=""
 cleanup() {
   local rc=$?
@@ -53,6 +58,7 @@ cleanup() {
   fi
   rm -f "$RUN_DIR/inkletd.pid"
   if [[ -n "$FAKE_STRIPE_PID" ]]; then kill "$FAKE_STRIPE_PID" 2>/dev/null; wait "$FAKE_STRIPE_PID" 2>/dev/null; fi
+  if [[ -n "$FAKE_OIDC_PID" ]]; then kill "$FAKE_OIDC_PID" 2>/dev/null; wait "$FAKE_OIDC_PID" 2>/dev/null; fi
   if ((OWN_MQTT)); then svc_mqtt_stop "$RUN_DIR/mqtt"; fi
   if ((OWN_PG)); then svc_pg_stop "$RUN_DIR/pg"; fi
   say "stopped"
@@ -145,6 +151,50 @@ if [[ "${INKLET_FAKE_STRIPE:-0}" == 1 ]]; then
   checkout with POST /_fake/checkout/<cs_id>/complete, then POST /_fake/send_event)."
 fi
 
+# ------------------------------------------------------------------ fake Google/Apple (opt-in)
+oidc_hint=""
+if [[ "${INKLET_FAKE_OIDC:-0}" == 1 ]]; then
+  oidc_port="$(svc_free_port "${INKLET_OIDC_PORT:-12112}")"
+  key="$RUN_DIR/apple-signin-dev.p8"
+  if [[ ! -s "$key" ]]; then
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$key") ||
+      die "cannot generate $key"
+  fi
+  openssl pkey -in "$key" -pubout -out "$RUN_DIR/apple-signin-dev.pub.pem" 2>/dev/null ||
+    die "cannot read $key"
+  [[ -s "$RUN_DIR/token_encryption_key" ]] ||
+    (umask 077 && openssl rand -hex 32 >"$RUN_DIR/token_encryption_key")
+  /usr/bin/python3 "$ROOT/tests/fakes/fake_oidc.py" --port "$oidc_port" \
+    --apple-public-key-file "$RUN_DIR/apple-signin-dev.pub.pem" >"$RUN_DIR/fake_oidc.log" 2>&1 &
+  FAKE_OIDC_PID=$!
+  for ((i = 0; i < 50; i++)); do
+    curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$oidc_port/_fake/health" 2>/dev/null && break
+    sleep 0.1
+  done
+  f="http://127.0.0.1:$oidc_port"
+  api="http://localhost:$PORT"
+  export GOOGLE_CLIENT_IDS="${GOOGLE_CLIENT_IDS:-inklet-google-web}"
+  export GOOGLE_CLIENT_SECRET="${GOOGLE_CLIENT_SECRET:-g-secret}"
+  export GOOGLE_REDIRECT_URL="${GOOGLE_REDIRECT_URL:-$api/auth/oauth/google/callback}"
+  export GOOGLE_AUTH_URL="${GOOGLE_AUTH_URL:-$f/google/o/oauth2/v2/auth}"
+  export GOOGLE_TOKEN_URL="${GOOGLE_TOKEN_URL:-$f/google/token}"
+  export GOOGLE_JWKS_URL="${GOOGLE_JWKS_URL:-$f/google/oauth2/v3/certs}"
+  export APPLE_CLIENT_IDS="${APPLE_CLIENT_IDS:-com.iminklet.web}"
+  export APPLE_TEAM_ID="${APPLE_TEAM_ID:-TEAM123456}" APPLE_KEY_ID="${APPLE_KEY_ID:-KEY1234567}"
+  export APPLE_PRIVATE_KEY_FILE="${APPLE_PRIVATE_KEY_FILE:-$key}"
+  export APPLE_REDIRECT_URL="${APPLE_REDIRECT_URL:-$api/auth/oauth/apple/callback}"
+  export APPLE_AUTH_URL="${APPLE_AUTH_URL:-$f/apple/auth/authorize}"
+  export APPLE_TOKEN_URL="${APPLE_TOKEN_URL:-$f/apple/auth/token}"
+  export APPLE_JWKS_URL="${APPLE_JWKS_URL:-$f/apple/auth/keys}"
+  export APPLE_REVOKE_URL="${APPLE_REVOKE_URL:-$f/apple/auth/revoke}"
+  TOKEN_ENCRYPTION_KEY="${TOKEN_ENCRYPTION_KEY:-$(cat "$RUN_DIR/token_encryption_key")}"
+  export TOKEN_ENCRYPTION_KEY
+  export OAUTH_WEB_REDIRECT="${OAUTH_WEB_REDIRECT:-http://localhost:5173/auth/callback}"
+  say "fake Google/Apple on $f (log: $RUN_DIR/fake_oidc.log)"
+  oidc_hint="  Sign-in goes to the fake Google/Apple at $f: open $api/auth/oauth/google in a browser
+  (tests/fakes/README.md: POST $f/_fake/user picks who signs in)."
+fi
+
 # ------------------------------------------------------------------ inkletd
 if svc_port_busy "$PORT"; then
   die "port $PORT is already in use (set PORT=... to use another one)"
@@ -206,6 +256,7 @@ $mqtt_hint
          -H 'Content-Type: application/json' -d '{"kind":"text","text":"Hello, Inklet"}'
 
 $stripe_hint
+$oidc_hint
   Ctrl-C stops inkletd, the broker and PostgreSQL.
 
 EOF

@@ -1,5 +1,5 @@
-/* Contract §3 and billing-design.md §B: Stripe billing, against the fake Stripe
- * (tests/fakes/fake_stripe.py, billing-design.md §A). The group starts one fake and one inkletd
+/* Contract §3 and docs/billing.md: Stripe billing, against the fake Stripe
+ * (tests/fakes/fake_stripe.py, tests/fakes/README.md). The group starts one fake and one inkletd
  * pointed at it; tests that need another configuration start their own daemon. Every test uses
  * fresh users, so what the tests share at the fake (customers, subscriptions, the request log)
  * is told apart by user, customer and subscription ids. Event `created` times are given
@@ -75,7 +75,7 @@ static json_t *fake_call(const char *method, const char *path, const json_t *bod
     return itest_fake_call(&fake, method, path, body);
 }
 
-/* Adds a fault rule (billing-design.md §A) built by json_pack(fmt, ...). */
+/* Adds a fault rule (tests/fakes/README.md) built by json_pack(fmt, ...). */
 static void fake_fault(const char *fmt, ...)
 {
     va_list ap;
