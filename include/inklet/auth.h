@@ -3,13 +3,15 @@
 #ifndef INKLET_AUTH_H
 #define INKLET_AUTH_H
 #include "inklet/db.h"
-#include "inklet/http.h"
+#include "inklet/ids.h"
 #include "inklet/status.h"
 
-/** Why a service call failed, in the contract's words (static strings). */
-struct ink_err {
-    const char *code;
-    const char *message;
+#include <jansson.h>
+
+/** Who a Bearer access token speaks for. */
+struct ink_auth {
+    char user_id[INK_UUID_STRLEN + 1];
+    char session_id[INK_UUID_STRLEN + 1];
 };
 
 struct ink_tokens {

@@ -2,6 +2,7 @@
  *  helpers handlers use to answer. Handlers are thin: validate input, call a service, reply. */
 #ifndef INKLET_HTTP_H
 #define INKLET_HTTP_H
+#include "inklet/auth.h"
 #include "inklet/ids.h"
 #include "inklet/status.h"
 
@@ -44,11 +45,6 @@ struct ink_route {
     ink_handler_fn handler;
     unsigned flags;
     enum ink_rate_class rate;
-};
-
-struct ink_auth {
-    char user_id[INK_UUID_STRLEN + 1];
-    char session_id[INK_UUID_STRLEN + 1];
 };
 
 struct ink_req {
@@ -98,6 +94,9 @@ enum ink_status ink_reply_message(struct ink_req *req, unsigned status, const ch
  *  server turns it into the `{"message","code"}` body. */
 enum ink_status ink_fail(struct ink_req *req, enum ink_status st, const char *code,
                          const char *message);
+/** Records a service's `err` (when it has a code) and returns `st`; without one, `st` keeps its
+ *  default code and message. */
+enum ink_status ink_fail_err(struct ink_req *req, enum ink_status st, const struct ink_err *err);
 /** 400 `invalid_request` naming the missing or mistyped field. Returns INK_INVALID. */
 enum ink_status ink_fail_field(struct ink_req *req, const char *field);
 /** A query-string argument (the first of that name; at most 8 are kept). */

@@ -20,6 +20,13 @@ enum ink_status {
     INK_STATUS_COUNT
 };
 
+/** Why a service call failed, in the contract's words (static strings; code NULL: the result's
+ *  default code and message). */
+struct ink_err {
+    const char *code;
+    const char *message;
+};
+
 /** HTTP status code for a result. */
 unsigned ink_status_http(enum ink_status st);
 /** Default stable snake_case error code for a result ("invalid_request", ...). */

@@ -13,11 +13,6 @@ static enum ink_status need_string(struct ink_req *req, const char *key, const c
     return INK_OK;
 }
 
-static enum ink_status fail_err(struct ink_req *req, enum ink_status st, const struct ink_err *err)
-{
-    return err->code ? ink_fail(req, st, err->code, err->message) : st;
-}
-
 enum ink_status ink_h_register(struct ink_req *req)
 {
     const char *email, *username, *password;
@@ -31,7 +26,7 @@ enum ink_status ink_h_register(struct ink_req *req)
     enum ink_status st =
         ink_account_register(email, username, password, &client, &tokens, &user, &err);
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply(req, 201, ink_auth_response(&tokens, user));
 }
 
@@ -54,7 +49,7 @@ enum ink_status ink_h_login(struct ink_req *req)
     enum ink_status st =
         ink_account_login(identifier, password, &client, &tokens, &user, &req->retry_after, &err);
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply(req, 200, ink_auth_response(&tokens, user));
 }
 
@@ -67,7 +62,7 @@ enum ink_status ink_h_refresh(struct ink_req *req)
     struct ink_err err = {0};
     enum ink_status st = ink_session_refresh(refresh, &tokens, &err);
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     json_t *body =
         json_pack("{s:s,s:s}", "accessToken", tokens.access, "refreshToken", tokens.refresh);
     ink_tokens_free(&tokens);
@@ -108,7 +103,7 @@ enum ink_status ink_h_me_update(struct ink_req *req)
     json_t *me;
     enum ink_status st = ink_account_update(req->auth.user_id, username, email, current, &me, &err);
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply(req, 200, me);
 }
 
@@ -123,7 +118,7 @@ enum ink_status ink_h_password(struct ink_req *req)
     enum ink_status st =
         ink_account_change_password(req->auth.user_id, req->auth.session_id, current, next, &err);
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply_message(req, 200, "password updated");
 }
 
@@ -135,7 +130,7 @@ enum ink_status ink_h_me_delete(struct ink_req *req)
     struct ink_err err = {0};
     enum ink_status st = ink_account_delete(req->auth.user_id, password, &err);
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply(req, 204, NULL);
 }
 

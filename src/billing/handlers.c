@@ -5,16 +5,11 @@
 
 #include <stdlib.h>
 
-static enum ink_status fail_err(struct ink_req *req, enum ink_status st, const struct ink_err *err)
-{
-    return err->code ? ink_fail(req, st, err->code, err->message) : st;
-}
-
 static enum ink_status reply_url(struct ink_req *req, enum ink_status st, char *url,
                                  const struct ink_err *err)
 {
     if (st != INK_OK)
-        return fail_err(req, st, err);
+        return ink_fail_err(req, st, err);
     json_t *body = json_pack("{s:s}", "url", url);
     free(url);
     return ink_reply(req, 200, body);
@@ -51,6 +46,6 @@ enum ink_status ink_h_billing_webhook(struct ink_req *req)
     struct ink_err err = {0};
     enum ink_status st = ink_billing_webhook(req->signature, req->body, req->body_len, &err);
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply(req, 200, json_pack("{s:b}", "received", 1));
 }

@@ -116,6 +116,11 @@ enum ink_status ink_fail(struct ink_req *req, enum ink_status st, const char *co
     return st;
 }
 
+enum ink_status ink_fail_err(struct ink_req *req, enum ink_status st, const struct ink_err *err)
+{
+    return err && err->code ? ink_fail(req, st, err->code, err->message) : st;
+}
+
 enum ink_status ink_fail_field(struct ink_req *req, const char *field)
 {
     snprintf(req->msg_buf, sizeof req->msg_buf,

@@ -7,11 +7,6 @@
 #include <strings.h>
 #include <string.h>
 
-static enum ink_status fail_err(struct ink_req *req, enum ink_status st, const struct ink_err *err)
-{
-    return err->code ? ink_fail(req, st, err->code, err->message) : st;
-}
-
 enum ink_status ink_h_oauth_start(struct ink_req *req)
 {
     struct ink_err err = {0};
@@ -21,7 +16,7 @@ enum ink_status ink_h_oauth_start(struct ink_req *req)
     if (st == INK_NOT_FOUND)
         return ink_fail(req, st, "not_found", "No such sign-in provider.");
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply_redirect(req, location);
 }
 
@@ -85,6 +80,6 @@ enum ink_status ink_h_oauth_token(struct ink_req *req)
     if (st == INK_NOT_FOUND)
         return ink_fail(req, st, "not_found", "No such sign-in provider.");
     if (st != INK_OK)
-        return fail_err(req, st, &err);
+        return ink_fail_err(req, st, &err);
     return ink_reply(req, 200, ink_auth_response(&tokens, user));
 }
