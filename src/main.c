@@ -6,6 +6,7 @@
 #include "inklet/broker.h"
 #include "inklet/config.h"
 #include "inklet/db.h"
+#include "inklet/device_link.h"
 #include "inklet/devices.h"
 #include "inklet/http_client.h"
 #include "inklet/ingest.h"
@@ -73,6 +74,32 @@ static enum ink_log_level parse_level(const char *s)
     return INK_LOG_INFO;
 }
 
+/* ---- the device link: the one place devices and the broker meet ---------------------------- */
+
+static enum ink_status on_device_message(struct ink_db *db, const char *thing,
+                                         enum ink_up_kind kind, const char *payload, size_t len)
+{
+    switch (kind) {
+    case INK_UP_HEARTBEAT:
+        return ink_device_heartbeat(db, thing, payload, len);
+    case INK_UP_STATE:
+        return ink_device_report_state(db, thing, payload, len);
+    case INK_UP_REQUEST_CLAIM:
+        return ink_device_request_claim(db, thing, payload, len);
+    }
+    return INK_INVALID;
+}
+
+static void on_broker_message(const char *thing, enum ink_up_kind kind, const void *payload,
+                              size_t len)
+{
+    ink_ingest_submit(thing, kind, payload, len);
+}
+
+static const struct ink_broker_handlers broker_handlers = {on_broker_message, ink_device_ack};
+static const struct ink_device_outbound device_outbound = {ink_broker_can_publish,
+                                                           ink_broker_publish_cmd};
+
 static int serve(void)
 {
     const struct ink_config *cfg = &ink_app.cfg;
@@ -121,7 +148,10 @@ static int serve(void)
     }
     if (!ink_oauth_revoker_start())
         return 1;
-    if (!ink_ingest_start(INGEST_WORKERS, INGEST_QUEUE) || !ink_broker_start())
+    ink_devices_set_outbound(&device_outbound);
+    if (!ink_device_acks_start() ||
+        !ink_ingest_start(INGEST_WORKERS, INGEST_QUEUE, on_device_message) ||
+        !ink_broker_start(&broker_handlers))
         return 1;
     if (!ink_server_start())
         return 1;
@@ -143,6 +173,9 @@ static int serve(void)
         if (sig < 0 && ink_billing_prune(&pruned) == INK_OK && pruned)
             ink_info("pruned %lld applied billing events older than 30 days", pruned);
         pruned = 0;
+        if (sig < 0 && ink_devices_prune(&pruned) == INK_OK && pruned)
+            ink_info("expired or pruned %lld device commands", pruned);
+        pruned = 0;
         if (sig < 0 && ink_oauth_prune(&pruned) == INK_OK && pruned)
             ink_info("pruned %lld expired sign-in states", pruned);
     }
@@ -156,6 +189,7 @@ static int serve(void)
     ink_ingest_stop(INGEST_DRAIN_MS); /* queued device messages, bounded */
     ink_broker_stop(); /* DISCONNECT after the last publish; no callback after this */
     ink_ingest_free();
+    ink_device_acks_stop();       /* writes the acknowledgements that came in (bounded) */
     ink_billing_canceller_stop(); /* finishes the customer it is on (bounded by STRIPE_TIMEOUT) */
     ink_oauth_revoker_stop();     /* finishes the token it is on (bounded by OAUTH_TIMEOUT) */
     ink_db_monitor_stop();

@@ -38,6 +38,7 @@ struct ink_config {
     /* devices */
     char *factory_secret;
     unsigned claim_code_ttl;
+    unsigned command_ttl; /* seconds an undelivered command is kept trying */
     char *mqtt_url;
     char *mqtt_ca_file, *mqtt_cert_file, *mqtt_key_file;
     char *mqtt_client_id;

@@ -1,16 +1,17 @@
-/** The device service: what users do with their displays over HTTP (§4) and what the displays
- *  report over MQTT (§5). SQL for devices and their command log lives here. */
+/** The device service, HTTP side (contract §4): what users do with their displays. The device
+ *  side (what displays report over MQTT) is inklet/device_link.h. */
 #ifndef INKLET_DEVICES_H
 #define INKLET_DEVICES_H
-#include "inklet/auth.h"
 #include "inklet/db.h"
+#include "inklet/status.h"
 
 #include <jansson.h>
+#include <stddef.h>
 
 #define INK_TEXT_MAX_CHARS 4000
 #define INK_NICKNAME_MAX_CHARS 64
 
-/* ---- HTTP side (user_id is the authenticated caller) ---- */
+/* user_id is the authenticated caller everywhere */
 enum ink_status ink_devices_list(const char *user_id, json_t **out);
 /** INK_NOT_FOUND / INK_FORBIDDEN (exists, another owner). */
 enum ink_status ink_device_get(const char *user_id, const char *device_id, json_t **out);
@@ -18,29 +19,28 @@ enum ink_status ink_device_bind_code(const char *user_id, const char *code, json
                                      struct ink_err *err);
 enum ink_status ink_device_bind_nfc(const char *user_id, const char *payload, json_t **out,
                                     struct ink_err *err);
+/** Unbinds, cancels the device's undelivered commands and tells the display. */
 enum ink_status ink_device_unbind(const char *user_id, const char *device_id);
 /** nickname NULL clears it. */
 enum ink_status ink_device_set_nickname(const char *user_id, const char *device_id,
                                         const char *nickname, json_t **out, struct ink_err *err);
-/** Stores and publishes a text command; 202 object in *out. On INK_UNAVAILABLE the command is
- *  stored as failed. */
+/** Stores a text command (delivered whenever the display is reachable, for COMMAND_TTL) and
+ *  publishes it at once when the link is up; the 202 object in *out. */
 enum ink_status ink_device_send_text(const char *user_id, const char *device_id, const char *text,
                                      json_t **out, struct ink_err *err);
+/** Cancels an undelivered command: *out the command, now `canceled`. INK_NOT_FOUND
+ *  `command_not_found`; INK_CONFLICT `command_finished` (delivered, expired or canceled). */
+enum ink_status ink_device_cancel_command(const char *user_id, const char *device_id,
+                                          const char *command_id, json_t **out,
+                                          struct ink_err *err);
 enum ink_status ink_device_commands(const char *user_id, const char *device_id, int limit,
                                     json_t **out);
 enum ink_status ink_device_state(const char *user_id, const char *device_id, json_t **out);
-
 /** Account deletion hook: unbinds every device of user_id and tells each one. */
 enum ink_status ink_devices_on_account_delete(struct ink_db *db, const char *user_id);
-
-/* ---- device side (db is the ingest worker's connection) ---- */
-enum ink_status ink_device_heartbeat(struct ink_db *db, const char *thing, const char *payload,
-                                     size_t len);
-enum ink_status ink_device_report_state(struct ink_db *db, const char *thing, const char *payload,
-                                        size_t len);
-enum ink_status ink_device_request_claim(struct ink_db *db, const char *thing, const char *payload,
-                                         size_t len);
-enum ink_status ink_device_command_sent(struct ink_db *db, const char *command_id);
+/** The periodic job: undelivered commands past their expiry become `expired`; the log keeps the
+ *  last 200 commands per device and nothing older than 90 days. *count: rows changed. */
+enum ink_status ink_devices_prune(long long *count);
 
 /** Counts Unicode code points of valid UTF-8. */
 size_t ink_utf8_chars(const char *s);

@@ -48,6 +48,7 @@ enum ink_status ink_h_device_unbind(struct ink_req *req);
 enum ink_status ink_h_device_nickname(struct ink_req *req);
 enum ink_status ink_h_device_command(struct ink_req *req);
 enum ink_status ink_h_device_commands(struct ink_req *req);
+enum ink_status ink_h_device_command_cancel(struct ink_req *req);
 enum ink_status ink_h_device_state(struct ink_req *req);
 
 #endif

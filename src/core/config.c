@@ -177,6 +177,7 @@ static const struct config_key CONFIG_KEYS[] = {
     U("REFRESH_REUSE_GRACE", "10", refresh_reuse_grace, 0, 3600),
     S("FACTORY_SECRET", NULL, factory_secret, F_SECRET | F_REQ_SERVE, v_hex64),
     U("CLAIM_CODE_TTL", "600", claim_code_ttl, 1, 86400),
+    U("COMMAND_TTL", "86400", command_ttl, 1, 31536000),
     S("MQTT_URL", "mqtt://127.0.0.1:1883", mqtt_url, 0, v_mqtt_url),
     S("MQTT_CA_FILE", NULL, mqtt_ca_file, 0, NULL),
     S("MQTT_CERT_FILE", NULL, mqtt_cert_file, 0, NULL),

@@ -8,10 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The service's error, or the device routes' wording of 403 and 404. */
 static enum ink_status fail_err(struct ink_req *req, enum ink_status st, const struct ink_err *err)
 {
     if (err->code)
-        return ink_fail(req, st, err->code, err->message);
+        return ink_fail_err(req, st, err);
     if (st == INK_FORBIDDEN)
         return ink_fail(req, st, "forbidden", "That device belongs to another account.");
     if (st == INK_NOT_FOUND)
@@ -186,6 +187,18 @@ enum ink_status ink_h_device_commands(struct ink_req *req)
     struct ink_err err = {0};
     enum ink_status st = ink_device_commands(req->auth.user_id, id, limit, &list);
     return st == INK_OK ? ink_reply(req, 200, list) : fail_err(req, st, &err);
+}
+
+enum ink_status ink_h_device_command_cancel(struct ink_req *req)
+{
+    const char *id = device_id(req);
+    if (!id || !ink_uuid_valid(req->params[1]))
+        return bad_id(req);
+    json_t *cmd = NULL;
+    struct ink_err err = {0};
+    enum ink_status st =
+        ink_device_cancel_command(req->auth.user_id, id, req->params[1], &cmd, &err);
+    return st == INK_OK ? ink_reply(req, 200, cmd) : fail_err(req, st, &err);
 }
 
 enum ink_status ink_h_device_state(struct ink_req *req)

@@ -5,6 +5,8 @@
 #include "inklet/broker.h"
 #include "inklet/buf.h"
 #include "inklet/db.h"
+#include "inklet/device_link.h"
+#include "inklet/ingest.h"
 #include "inklet/oauth.h"
 #include "inklet/password.h"
 #include "inklet/server.h"
@@ -155,20 +157,42 @@ char *ink_metrics_render(void)
         oa.jwks_fetches[0], oa.jwks_fetches[1], oa.revoked, oa.revoke_failed);
     struct ink_broker_stats bs;
     ink_broker_get_stats(&bs);
+    struct ink_ingest_stats is;
+    ink_ingest_get_stats(&is);
+    struct ink_device_stats ds;
+    ink_devices_get_stats(&ds);
     appendf(
         &b,
         "# TYPE inklet_broker_connected gauge\ninklet_broker_connected %d\n"
         "# TYPE inklet_mqtt_messages_received_total counter\n"
         "inklet_mqtt_messages_received_total %llu\n"
+        "# HELP inklet_mqtt_messages_dropped_total Device messages dropped: malformed, oversized,"
+        " refused, or a full queue.\n"
         "# TYPE inklet_mqtt_messages_dropped_total counter\n"
         "inklet_mqtt_messages_dropped_total %llu\n"
+        "# HELP inklet_mqtt_messages_limited_total Device messages refused by a per-device limit.\n"
+        "# TYPE inklet_mqtt_messages_limited_total counter\n"
+        "inklet_mqtt_messages_limited_total %llu\n"
         "# TYPE inklet_mqtt_messages_published_total counter\n"
         "inklet_mqtt_messages_published_total %llu\n"
         "# TYPE inklet_mqtt_messages_acked_total counter\ninklet_mqtt_messages_acked_total %llu\n"
         "# TYPE inklet_mqtt_messages_processed_total counter\n"
-        "inklet_mqtt_messages_processed_total %llu\n",
-        ink_broker_connected() ? 1 : 0, bs.received, bs.dropped, bs.published, bs.acked,
-        bs.processed);
+        "inklet_mqtt_messages_processed_total %llu\n"
+        "# HELP inklet_mqtt_publishes_in_flight Command publishes awaiting the broker's ack.\n"
+        "# TYPE inklet_mqtt_publishes_in_flight gauge\ninklet_mqtt_publishes_in_flight %u\n"
+        "# HELP inklet_mqtt_publishes_refused_total Publishes held back (too many in flight).\n"
+        "# TYPE inklet_mqtt_publishes_refused_total counter\n"
+        "inklet_mqtt_publishes_refused_total %llu\n"
+        "# HELP inklet_commands_redelivered_total Commands published again on a heartbeat.\n"
+        "# TYPE inklet_commands_redelivered_total counter\n"
+        "inklet_commands_redelivered_total %llu\n"
+        "# HELP inklet_command_acks_pending Broker acknowledgements waiting to be written.\n"
+        "# TYPE inklet_command_acks_pending gauge\ninklet_command_acks_pending %u\n"
+        "# TYPE inklet_command_acks_written_total counter\n"
+        "inklet_command_acks_written_total %llu\n",
+        ink_broker_connected() ? 1 : 0, bs.received, bs.dropped + is.dropped, is.limited,
+        bs.published, bs.acked, is.processed, bs.in_flight, bs.refused, ds.redelivered,
+        ds.acks_backlog, ds.acks_written);
     char *out = b.data ? b.data : ink_strdup("");
     return out;
 }

@@ -51,6 +51,8 @@ const struct ink_route ink_routes[] = {
     {"PUT", "/api/devices/{id}/nickname", ink_h_device_nickname, AUTH | JSON_REQ, INK_RATE_NONE},
     {"POST", "/api/devices/{id}/commands", ink_h_device_command, AUTH | JSON_REQ, INK_RATE_NONE},
     {"GET", "/api/devices/{id}/commands", ink_h_device_commands, AUTH, INK_RATE_NONE},
+    {"DELETE", "/api/devices/{id}/commands/{commandId}", ink_h_device_command_cancel, AUTH,
+     INK_RATE_NONE},
     {"GET", "/api/devices/{id}/state", ink_h_device_state, AUTH, INK_RATE_NONE},
 };
 

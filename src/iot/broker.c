@@ -3,8 +3,8 @@
 #include "inklet/alloc.h"
 #include "inklet/app.h"
 #include "inklet/ids.h"
-#include "inklet/ingest.h"
 #include "inklet/log.h"
+#include "inklet/timeutil.h"
 #include "inklet/topic.h"
 
 #include <mosquitto.h>
@@ -16,13 +16,20 @@
 #include <unistd.h>
 
 #define KEEPALIVE_S 30
-#define PENDING_SLOTS 4096
+/* MQTT packet ids are 16 bits: one slot per id, so two publishes in flight never share a slot.
+ * At most PENDING_MAX may be in flight (well below the 65,535 ids, which libmosquitto hands out
+ * in turn); beyond that a publish is refused and the command waits for its display's next
+ * heartbeat, so an acknowledgement can never be matched to the wrong command. */
+#define PENDING_SLOTS 65536
+#define PENDING_MAX 32768
+/* an acknowledgement that came before its publish returned is kept this long at most */
+#define EARLY_ACK_MS 10000
 
 /* mid → command id for publishes awaiting PUBACK. An ack can arrive before mosquitto_publish
  * has returned the mid to us, so an unmatched ack is remembered as "early" and paired later. */
 struct pending {
     int mid;
-    bool early_ack;
+    int64_t early_ack_ms; /* when an unmatched ack for this mid came (0: none) */
     char command_id[INK_UUID_STRLEN + 1];
 };
 
@@ -34,9 +41,11 @@ static struct {
     atomic_int subscribe_mid; /* the SUBSCRIBE whose SUBACK decides `connected` */
     char client_id[160];
     char subscription[256];
+    struct ink_broker_handlers handlers;
     pthread_mutex_t lock;
-    struct pending pending[PENDING_SLOTS];
-    atomic_ullong received, published, acked, dropped, processed;
+    struct pending *pending; /* PENDING_SLOTS */
+    unsigned in_flight;      /* slots holding a command id */
+    atomic_ullong received, published, acked, dropped, refused;
 } mq = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 bool ink_broker_connected(void)
@@ -44,19 +53,22 @@ bool ink_broker_connected(void)
     return atomic_load(&mq.connected);
 }
 
-void ink_broker_count_drop(void)
+bool ink_broker_can_publish(void)
 {
-    atomic_fetch_add(&mq.dropped, 1);
-}
-
-void ink_broker_count_processed(void)
-{
-    atomic_fetch_add(&mq.processed, 1);
+    if (!atomic_load(&mq.connected))
+        return false;
+    pthread_mutex_lock(&mq.lock);
+    bool room = mq.in_flight < PENDING_MAX;
+    pthread_mutex_unlock(&mq.lock);
+    return room;
 }
 
 void ink_broker_get_stats(struct ink_broker_stats *out)
 {
-    out->processed = atomic_load(&mq.processed);
+    pthread_mutex_lock(&mq.lock);
+    out->in_flight = mq.in_flight;
+    pthread_mutex_unlock(&mq.lock);
+    out->refused = atomic_load(&mq.refused);
     out->received = atomic_load(&mq.received);
     out->published = atomic_load(&mq.published);
     out->acked = atomic_load(&mq.acked);
@@ -103,12 +115,24 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int qos_count,
     ink_info("broker connected as %s; subscribed to %s", mq.client_id, mq.subscription);
 }
 
+/* After a lost connection nothing in flight is trusted: the commands stay undelivered and go out
+ * again at their displays' next heartbeats, and no old packet id can be paired with a new one. */
+static void forget_in_flight(void)
+{
+    pthread_mutex_lock(&mq.lock);
+    if (mq.pending)
+        memset(mq.pending, 0, PENDING_SLOTS * sizeof *mq.pending);
+    mq.in_flight = 0;
+    pthread_mutex_unlock(&mq.lock);
+}
+
 static void on_disconnect(struct mosquitto *m, void *obj, int rc)
 {
     (void)m;
     (void)obj;
     atomic_store(&mq.connected, false);
     atomic_store(&mq.socket_up, false);
+    forget_in_flight();
     if (rc != 0 && !atomic_load(&mq.stopping))
         ink_warn("broker connection lost; reconnecting with back-off");
 }
@@ -121,12 +145,12 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
     char thing[INK_THING_NAME_MAX + 1];
     enum ink_up_kind kind;
     if (!msg->topic || !ink_topic_parse_up(msg->topic, thing, &kind) || msg->payloadlen < 0 ||
-        msg->payloadlen > INK_INGEST_MAX_PAYLOAD) {
-        ink_broker_count_drop();
+        msg->payloadlen > INK_BROKER_MAX_PAYLOAD) {
+        atomic_fetch_add(&mq.dropped, 1);
         ink_debug("dropped a malformed or oversized device message");
         return;
     }
-    ink_ingest_submit(thing, kind, msg->payload, (size_t)msg->payloadlen);
+    mq.handlers.message(thing, kind, msg->payload, (size_t)msg->payloadlen);
 }
 
 static struct pending *slot_for(int mid)
@@ -141,19 +165,19 @@ static void on_publish(struct mosquitto *m, void *obj, int mid)
     atomic_fetch_add(&mq.acked, 1);
     char id[INK_UUID_STRLEN + 1] = "";
     pthread_mutex_lock(&mq.lock);
-    struct pending *p = slot_for(mid);
-    if (p->mid == mid && p->command_id[0]) {
+    struct pending *p = mq.pending ? slot_for(mid) : NULL;
+    if (p && p->mid == mid && p->command_id[0]) {
         memcpy(id, p->command_id, sizeof id);
         p->mid = 0;
         p->command_id[0] = '\0';
-    } else {
+        mq.in_flight--;
+    } else if (p) {
         p->mid = mid;
-        p->early_ack = true;
-        p->command_id[0] = '\0';
+        p->early_ack_ms = ink_now_mono_ms();
     }
     pthread_mutex_unlock(&mq.lock);
     if (id[0])
-        ink_ingest_command_acked(id);
+        mq.handlers.acked(id);
 }
 
 enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id,
@@ -162,6 +186,13 @@ enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id
     /* publishing needs the connection, not the subscription (so it also works while draining) */
     if (!mq.mosq || !atomic_load(&mq.socket_up))
         return INK_UNAVAILABLE;
+    pthread_mutex_lock(&mq.lock);
+    bool room = mq.in_flight < PENDING_MAX;
+    pthread_mutex_unlock(&mq.lock);
+    if (!room) {
+        atomic_fetch_add(&mq.refused, 1);
+        return INK_UNAVAILABLE;
+    }
     char topic[INK_THING_NAME_MAX + 32];
     ink_topic_down_cmd(thing, topic, sizeof topic);
     int mid = 0;
@@ -174,18 +205,19 @@ enum ink_status ink_broker_publish_cmd(const char *thing, const char *command_id
     bool acked_already = false;
     pthread_mutex_lock(&mq.lock);
     struct pending *p = slot_for(mid);
-    if (p->mid == mid && p->early_ack) {
+    if (p->mid == mid && p->early_ack_ms && ink_now_mono_ms() - p->early_ack_ms < EARLY_ACK_MS) {
         acked_already = true;
-        p->mid = 0;
-        p->early_ack = false;
+        *p = (struct pending){0};
     } else {
-        p->mid = mid;
-        p->early_ack = false;
+        if (p->command_id[0])
+            mq.in_flight--; /* a slot left behind (its ack never came): reused */
+        *p = (struct pending){.mid = mid};
         snprintf(p->command_id, sizeof p->command_id, "%s", command_id);
+        mq.in_flight++;
     }
     pthread_mutex_unlock(&mq.lock);
     if (acked_already)
-        ink_ingest_command_acked(command_id);
+        mq.handlers.acked(command_id);
     return INK_OK;
 }
 
@@ -242,9 +274,11 @@ static bool parse_url(const char *url, char *host, size_t hostlen, int *port, bo
     return true;
 }
 
-bool ink_broker_start(void)
+bool ink_broker_start(const struct ink_broker_handlers *handlers)
 {
     const struct ink_config *cfg = &ink_app.cfg;
+    mq.handlers = *handlers;
+    mq.pending = ink_calloc(PENDING_SLOTS, sizeof *mq.pending);
     char host[256];
     int port;
     bool tls;
@@ -315,4 +349,9 @@ void ink_broker_stop(void)
     mosquitto_destroy(mq.mosq);
     mq.mosq = NULL;
     mosquitto_lib_cleanup();
+    pthread_mutex_lock(&mq.lock);
+    free(mq.pending);
+    mq.pending = NULL;
+    mq.in_flight = 0;
+    pthread_mutex_unlock(&mq.lock);
 }

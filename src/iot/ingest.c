@@ -1,9 +1,7 @@
 #include "inklet/ingest.h"
 
 #include "inklet/alloc.h"
-#include "inklet/broker.h"
 #include "inklet/db.h"
-#include "inklet/devices.h"
 #include "inklet/ids.h"
 #include "inklet/log.h"
 #include "inklet/timeutil.h"
@@ -16,12 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-enum job_kind { JOB_UP, JOB_ACK };
-
 struct job {
-    enum job_kind kind;
     enum ink_up_kind up;
-    char thing[INK_THING_NAME_MAX + 1]; /* JOB_UP: thing name; JOB_ACK: command id */
+    char thing[INK_THING_NAME_MAX + 1];
     char *payload;
     size_t len;
 };
@@ -39,7 +34,15 @@ struct worker {
 
 static struct worker *workers;
 static unsigned nworkers;
-static atomic_ullong dropped_at_shutdown;
+static ink_ingest_handler handler;
+static atomic_ullong dropped_at_shutdown, processed, dropped, limited;
+
+void ink_ingest_get_stats(struct ink_ingest_stats *out)
+{
+    out->processed = atomic_load(&processed);
+    out->dropped = atomic_load(&dropped);
+    out->limited = atomic_load(&limited);
+}
 
 static unsigned pick(const char *key)
 {
@@ -68,27 +71,23 @@ static void run(struct worker *w, struct job *j)
 {
     for (int attempt = 0;; attempt++) {
         enum ink_status st = ink_db_private_ready(w->db);
-        if (st == INK_OK) {
-            if (j->kind == JOB_ACK)
-                st = ink_device_command_sent(w->db, j->thing);
-            else if (j->up == INK_UP_HEARTBEAT)
-                st = ink_device_heartbeat(w->db, j->thing, j->payload, j->len);
-            else if (j->up == INK_UP_STATE)
-                st = ink_device_report_state(w->db, j->thing, j->payload, j->len);
-            else
-                st = ink_device_request_claim(w->db, j->thing, j->payload, j->len);
-        }
+        if (st == INK_OK)
+            st = handler(w->db, j->thing, j->up, j->payload, j->len);
         if (st == INK_INVALID || st == INK_NOT_FOUND) {
-            ink_broker_count_drop();
+            atomic_fetch_add(&dropped, 1);
             ink_debug("dropped a malformed message from thing %s", j->thing);
             return;
         }
-        if (st == INK_OK && j->kind == JOB_UP)
-            ink_broker_count_processed();
+        if (st == INK_RATE_LIMITED) {
+            atomic_fetch_add(&limited, 1);
+            return;
+        }
+        if (st == INK_OK)
+            atomic_fetch_add(&processed, 1);
         if (st != INK_UNAVAILABLE)
             return;
         if (attempt >= 5) {
-            ink_broker_count_drop();
+            atomic_fetch_add(&dropped, 1);
             ink_warn("gave up on a message from thing %s: the database stayed unavailable",
                      j->thing);
             return;
@@ -118,7 +117,7 @@ static void *worker_main(void *arg)
         bool drop = w->stopping && w->drop_after_ms && ink_now_mono_ms() > w->drop_after_ms;
         pthread_mutex_unlock(&w->lock);
         if (drop) {
-            ink_broker_count_drop();
+            atomic_fetch_add(&dropped, 1);
             atomic_fetch_add(&dropped_at_shutdown, 1);
         } else {
             run(w, &j);
@@ -130,8 +129,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-bool ink_ingest_start(unsigned n, unsigned queue_capacity)
+bool ink_ingest_start(unsigned n, unsigned queue_capacity, ink_ingest_handler h)
 {
+    handler = h;
     workers = ink_calloc(n, sizeof *workers);
     nworkers = n;
     for (unsigned i = 0; i < n; i++) {
@@ -160,9 +160,9 @@ void ink_ingest_stop(unsigned drain_ms)
     }
     for (unsigned i = 0; i < nworkers; i++)
         pthread_join(workers[i].thread, NULL);
-    unsigned long long dropped = atomic_load(&dropped_at_shutdown);
-    if (dropped)
-        ink_warn("shutdown: %llu queued device messages were not processed in time", dropped);
+    unsigned long long late = atomic_load(&dropped_at_shutdown);
+    if (late)
+        ink_warn("shutdown: %llu queued device messages were not processed in time", late);
 }
 
 void ink_ingest_free(void)
@@ -183,9 +183,11 @@ void ink_ingest_free(void)
 
 bool ink_ingest_submit(const char *thing, enum ink_up_kind kind, const void *payload, size_t len)
 {
-    if (!nworkers)
+    if (!nworkers) {
+        atomic_fetch_add(&dropped, 1); /* not running (yet, or any more) */
         return false;
-    struct job j = {.kind = JOB_UP, .up = kind, .len = len};
+    }
+    struct job j = {.up = kind, .len = len};
     snprintf(j.thing, sizeof j.thing, "%s", thing);
     j.payload = ink_malloc(len + 1);
     if (len) /* an empty MQTT payload comes as NULL, which memcpy must not get */
@@ -193,19 +195,9 @@ bool ink_ingest_submit(const char *thing, enum ink_up_kind kind, const void *pay
     j.payload[len] = '\0';
     if (!push(&workers[pick(thing)], &j)) {
         free(j.payload);
-        ink_broker_count_drop();
+        atomic_fetch_add(&dropped, 1);
         ink_warn("device message queue full or stopping; dropped a message");
         return false;
     }
     return true;
-}
-
-void ink_ingest_command_acked(const char *command_id)
-{
-    if (!nworkers)
-        return;
-    struct job j = {.kind = JOB_ACK};
-    snprintf(j.thing, sizeof j.thing, "%s", command_id);
-    if (!push(&workers[pick(command_id)], &j))
-        ink_warn("device message queue full; a command stays 'queued'");
 }

@@ -310,6 +310,28 @@ size_t itest_mqtt_count(struct itest_mqtt *c, const char *thing, const char *kin
     return n;
 }
 
+size_t itest_mqtt_count_id(struct itest_mqtt *c, const char *thing, const char *id)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->nrecs; i++) {
+        const char *rid = json_string_value(json_object_get(c->recs[i].cmd, "id"));
+        n += rec_matches(&c->recs[i], thing, NULL) && rid && strcmp(rid, id) == 0;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+size_t itest_mqtt_wait_count_id(struct itest_mqtt *c, const char *thing, const char *id, size_t n,
+                                unsigned timeout_ms)
+{
+    int64_t deadline = itest_now_ms() + timeout_ms;
+    size_t seen;
+    while ((seen = itest_mqtt_count_id(c, thing, id)) < n && itest_now_ms() < deadline)
+        itest_sleep_ms(20);
+    return seen;
+}
+
 json_t *itest_mqtt_find_id(struct itest_mqtt *c, const char *thing, const char *id,
                            unsigned timeout_ms)
 {

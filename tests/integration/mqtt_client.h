@@ -40,6 +40,11 @@ json_t *itest_mqtt_take(struct itest_mqtt *c, const char *thing, const char *kin
                         unsigned timeout_ms);
 /** How many commands of `kind` (any when NULL) were received for `thing`, taken or not. */
 size_t itest_mqtt_count(struct itest_mqtt *c, const char *thing, const char *kind);
+/** How many times the command with this id arrived for `thing` (redeliveries count). */
+size_t itest_mqtt_count_id(struct itest_mqtt *c, const char *thing, const char *id);
+/** Waits up to timeout_ms until it arrived `n` times; returns the count then. */
+size_t itest_mqtt_wait_count_id(struct itest_mqtt *c, const char *thing, const char *id, size_t n,
+                                unsigned timeout_ms);
 /** Waits up to timeout_ms for a command with this id for `thing` (taken or not); new reference
  *  or NULL. */
 json_t *itest_mqtt_find_id(struct itest_mqtt *c, const char *thing, const char *id,

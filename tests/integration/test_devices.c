@@ -28,8 +28,9 @@
 static const char *const DEVICE_KEYS[] = {
     "id",      "hwId",    "thingName", "firmware", "battery",        "online",   "lastSeenAt",
     "ownerId", "boundAt", "claimCode", "state",    "stateUpdatedAt", "nickname", NULL};
-static const char *const COMMAND_KEYS[] = {
-    "id", "deviceId", "kind", "payload", "status", "createdAt", "sentAt", "deliveredAt", NULL};
+static const char *const COMMAND_KEYS[] = {"id",        "deviceId",  "kind",   "payload",
+                                           "status",    "createdAt", "sentAt", "deliveredAt",
+                                           "expiresAt", NULL};
 static const char *const STATE_KEYS[] = {"deviceId", "state",      "stateUpdatedAt",
                                          "online",   "lastSeenAt", NULL};
 
@@ -413,6 +414,9 @@ static void send_text_ok(const struct itest_user *u, const struct fdev *f, const
     long long created = itest_timestamp(r.json, "createdAt");
     assert_true(llabs(created - (long long)time(NULL)) < 300);
     assert_true(json_is_null(json_object_get(r.json, "deliveredAt")));
+    /* COMMAND_TTL is the default day in these groups */
+    long long expires = itest_timestamp(r.json, "expiresAt");
+    assert_true(llabs(expires - created - 86400) <= 2);
     itest_resp_free(&r);
 }
 
@@ -428,6 +432,8 @@ static void expect_text_received(const struct fdev *f, const char *cmd_id, const
     assert_string_equal(itest_str(cmd, "text"), text);
     json_decref(cmd);
 }
+
+static void heartbeat(const struct fdev *f);
 
 static bool publish_state(const struct fdev *f, json_t *state)
 {
@@ -1367,15 +1373,69 @@ static void test_request_claim_from_unbound_device_repeats_live_code(void **stat
     fdev_take_code(&f);
     char first[8];
     snprintf(first, sizeof first, "%s", f.code);
+    /* one answer per 5 s per display: asked again later, it gets the same live code */
+    itest_sleep_ms(5500);
     assert_true(itest_mqtt_request_claim(MQ, f.thing, f.hw));
     fdev_take_code(&f);
     assert_string_equal(f.code, first);
-    /* a heartbeat with a live code issues none */
+    /* a heartbeat with a live code issues none (it may repeat the undelivered one) */
     assert_true(itest_mqtt_heartbeat(MQ, f.thing, f.hw, "fake-1.0.0", 50));
+    itest_sleep_ms(5500);
     assert_true(itest_mqtt_request_claim(MQ, f.thing, f.hw));
     fdev_take_code(&f);
     assert_string_equal(f.code, first);
-    assert_int_equal(itest_mqtt_count(MQ, f.thing, "claim_code"), 3);
+    char *codes = db_value("SELECT count(DISTINCT payload::json->>'code') FROM device_commands c"
+                           " JOIN devices d ON d.id = c.device_id WHERE d.thing_name = $1"
+                           " AND c.kind = 'claim_code'",
+                           f.thing);
+    assert_string_equal(codes, "1");
+    free(codes);
+}
+
+static void test_request_claim_flood_is_answered_once_per_few_seconds(void **state)
+{
+    (void)state;
+    struct fdev f;
+    fdev_new(&f);
+    unsigned long long limited_before = metric("inklet_mqtt_messages_limited_total");
+    /* a display asking every 100 ms for 3 s */
+    for (int i = 0; i < 30; i++) {
+        assert_true(itest_mqtt_request_claim(MQ, f.thing, f.hw));
+        itest_sleep_ms(100);
+    }
+    fdev_take_code(&f);
+    /* everything it sent has been handled once the heartbeat behind it is */
+    assert_true(itest_mqtt_heartbeat(MQ, f.thing, f.hw, "fake-1.0.0", 50));
+    int64_t deadline = itest_now_ms() + msg_wait();
+    char *seen = NULL;
+    while (itest_now_ms() < deadline) {
+        free(seen);
+        seen =
+            db_value("SELECT COALESCE(firmware, '') FROM devices WHERE thing_name = $1", f.thing);
+        if (strcmp(seen, "fake-1.0.0") == 0)
+            break;
+        itest_sleep_ms(50);
+    }
+    assert_string_equal(seen, "fake-1.0.0");
+    free(seen);
+    itest_sleep_ms(500);
+    /* one answer per 5 s window (under a slow wrapper the 30 may be spread over two), one code,
+     * and the command log did not grow with the flood */
+    size_t answers = itest_mqtt_count(MQ, f.thing, "claim_code");
+    size_t most = itest.slow > 1 ? 2 : 1;
+    if (answers < 1 || answers > most)
+        fail_msg("%zu claim_code answers to 30 requests in 3 s", answers);
+    char *rows = db_value("SELECT count(*) FROM device_commands c JOIN devices d"
+                          " ON d.id = c.device_id WHERE d.thing_name = $1",
+                          f.thing);
+    assert_int_equal(atoi(rows), (int)answers);
+    free(rows);
+    char *codes = db_value("SELECT count(DISTINCT payload::json->>'code') FROM device_commands c"
+                           " JOIN devices d ON d.id = c.device_id WHERE d.thing_name = $1",
+                           f.thing);
+    assert_string_equal(codes, "1");
+    free(codes);
+    assert_int_equal(metric("inklet_mqtt_messages_limited_total") - limited_before, 30 - answers);
 }
 
 /* ---- commands ----------------------------------------------------------------------------- */
@@ -1922,8 +1982,11 @@ static void test_account_deletion_unbinds_devices(void **state)
     itest_callf(D, "DELETE", "/auth/me", u.s.access, &r, "{s:s}", "password", u.password);
     itest_expect_status(&r, 204);
     itest_resp_free(&r);
+    /* `unbound` was queued in the deletion's transaction: it goes out when each display next
+     * says it is awake */
     const struct fdev *fs[] = {&f1, &f2};
     for (size_t i = 0; i < 2; i++) {
+        heartbeat(fs[i]);
         json_t *cmd = itest_mqtt_take(MQ, fs[i]->thing, "unbound", msg_wait());
         if (!cmd)
             fprintf(stderr, "  %s was not told it is unbound\n", fs[i]->thing);
@@ -1968,18 +2031,15 @@ static void test_broker_outage_is_reported_and_survived(void **state)
     itest_expect_retry_after(&r);
     itest_resp_free(&r);
 
-    /* a command cannot go out: 503, and the attempt is logged as failed */
-    itest_callf(D, "POST", devpath(f.id, "/commands"), u.s.access, &r, "{s:s,s:s}", "kind", "text",
-                "text", "while down");
-    itest_expect_error(&r, 503, "broker_unavailable");
-    itest_expect_retry_after(&r);
-    itest_resp_free(&r);
+    /* a command is accepted and kept for the display: 202 queued */
+    char down_id[37];
+    send_text_ok(&u, &f, "while down", down_id);
     json_t *list = get_commands(&u, f.id, NULL);
     json_t *newest = json_array_get(list, 0);
     assert_non_null(newest);
-    assert_string_equal(itest_str(newest, "kind"), "text");
+    assert_string_equal(itest_str(newest, "id"), down_id);
     assert_string_equal(itest_str(json_object_get(newest, "payload"), "text"), "while down");
-    assert_string_equal(itest_str(newest, "status"), "failed");
+    assert_string_equal(itest_str(newest, "status"), "queued");
     json_decref(list);
     /* the rest of the API keeps working */
     itest_call(D, "GET", "/api/devices", u.s.access, NULL, &r);
@@ -1990,8 +2050,8 @@ static void test_broker_outage_is_reported_and_survived(void **state)
     itest_expect_status(&r, 200);
     itest_resp_free(&r);
     assert_int_equal(metric("inklet_broker_connected"), 0);
-    /* pairing by NFC and unbinding stand without the broker (the display is told later, if at
-     * all: the bound/unbound commands are logged as failed) */
+    /* pairing by NFC and unbinding stand without the broker (the display is told when it is
+     * reachable again: the bound/unbound commands wait, queued) */
     char payload[80];
     nfc_payload(g.hw, payload);
     json_t *dev = bind_ok("/api/devices/bind/nfc", "payload", payload, &u);
@@ -2001,7 +2061,7 @@ static void test_broker_outage_is_reported_and_survived(void **state)
     list = get_commands(&u, g.id, NULL);
     assert_int_equal(json_array_size(list), 1);
     assert_string_equal(itest_str(json_array_get(list, 0), "kind"), "bound");
-    assert_string_equal(itest_str(json_array_get(list, 0), "status"), "failed");
+    assert_string_equal(itest_str(json_array_get(list, 0), "status"), "queued");
     json_decref(list);
     itest_call(D, "POST", devpath(g.id, "/unbind"), u.s.access, NULL, &r);
     itest_expect_status(&r, 200);
@@ -2021,6 +2081,20 @@ static void test_broker_outage_is_reported_and_survived(void **state)
             (double)(itest_now_ms() - t0) / 1000.0);
     assert_true(itest_mqtt_wait_ready(MQ, itest_scaled(15000)));
 
+    /* the display says it is there: what waited for it goes out, and is delivered */
+    assert_true(itest_mqtt_heartbeat(MQ, f.thing, f.hw, "fake-1.0.0", 80));
+    expect_text_received(&f, down_id, "while down");
+    assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", down_id)));
+    json_t *waited = poll_command_status(&u, f.id, down_id, "delivered", msg_wait());
+    assert_non_null(waited);
+    json_decref(waited);
+    /* g was unbound during the outage: it hears `unbound` (and its `bound` was canceled) */
+    assert_true(itest_mqtt_heartbeat(MQ, g.thing, g.hw, "fake-1.0.0", 80));
+    json_t *unbound = itest_mqtt_take(MQ, g.thing, "unbound", msg_wait());
+    assert_non_null(unbound);
+    json_decref(unbound);
+    assert_int_equal(itest_mqtt_count(MQ, g.thing, "bound"), 0);
+
     char id[37];
     send_text_ok(&u, &f, "after the outage", id);
     expect_text_received(&f, id, "after the outage");
@@ -2029,6 +2103,423 @@ static void test_broker_outage_is_reported_and_survived(void **state)
     assert_non_null(c);
     json_decref(c);
     assert_true(itest_daemon_alive(D));
+}
+
+/* ---- durable delivery --------------------------------------------------------------------- */
+
+/* What a redelivery waits for: a heartbeat more than 5 s after the command's last publish. */
+#define REDELIVERY_GAP_MS 5600
+
+static void heartbeat(const struct fdev *f)
+{
+    assert_true(itest_mqtt_heartbeat(MQ, f->thing, f->hw, "fake-1.0.0", 80));
+}
+
+static void expect_status_now(const struct itest_user *u, const char *dev_id, const char *cmd_id,
+                              const char *status)
+{
+    json_t *c = poll_command_status(u, dev_id, cmd_id, status, msg_wait());
+    assert_non_null(c);
+    json_decref(c);
+}
+
+static void test_command_to_a_sleeping_display_arrives_when_it_wakes(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    /* the display sleeps: the first publish reaches nobody who shows it */
+    char id[37];
+    send_text_ok(&u, &f, "While you slept", id);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, id, 1, msg_wait()), 1);
+    expect_status_now(&u, f.id, id, "sent");
+    unsigned long long before = metric("inklet_commands_redelivered_total");
+    /* a heartbeat right away is no wake-up for it (published < 5 s ago) */
+    heartbeat(&f);
+    fdev_sync_bound(&f);
+    assert_int_equal(itest_mqtt_count_id(MQ, f.thing, id), 1);
+    /* it wakes later: the command goes out again, and its report delivers it */
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    heartbeat(&f);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, id, 2, msg_wait()), 2);
+    assert_true(metric("inklet_commands_redelivered_total") >= before + 1);
+    assert_true(publish_state(&f, json_pack("{s:s,s:s}", "screen", "text", "lastCmd", id)));
+    expect_status_now(&u, f.id, id, "delivered");
+    /* delivered is final: later heartbeats do not send it again */
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    heartbeat(&f);
+    fdev_sync_bound(&f);
+    assert_int_equal(itest_mqtt_count_id(MQ, f.thing, id), 2);
+}
+
+/* A claim code whose publish reached no display (asleep, or the publish failed) goes out again
+ * with the display's next heartbeat: it is a command like any other. */
+static void test_undelivered_claim_code_is_published_again_on_a_later_heartbeat(void **state)
+{
+    (void)state;
+    struct fdev f;
+    fdev_new(&f);
+    heartbeat(&f);
+    json_t *first = itest_mqtt_take(MQ, f.thing, "claim_code", msg_wait());
+    assert_non_null(first);
+    char id[37];
+    snprintf(id, sizeof id, "%s", itest_str(first, "id"));
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    heartbeat(&f);
+    json_t *again = itest_mqtt_take(MQ, f.thing, "claim_code", msg_wait());
+    assert_non_null(again);
+    assert_string_equal(itest_str(again, "id"), id);
+    assert_string_equal(itest_str(again, "code"), itest_str(first, "code"));
+    json_decref(first);
+    json_decref(again);
+}
+
+static void test_queued_commands_arrive_in_order_and_one_report_delivers_all(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    char ids[3][37];
+    const char *texts[3] = {"one", "two", "three"};
+    for (int i = 0; i < 3; i++)
+        send_text_ok(&u, &f, texts[i], ids[i]);
+    for (int i = 0; i < 3; i++) {
+        json_t *c = itest_mqtt_take(MQ, f.thing, "text", msg_wait());
+        assert_non_null(c);
+        assert_string_equal(itest_str(c, "id"), ids[i]);
+        json_decref(c);
+    }
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    heartbeat(&f);
+    /* the redelivery: the same three, oldest first */
+    for (int i = 0; i < 3; i++) {
+        json_t *c = itest_mqtt_take(MQ, f.thing, "text", msg_wait());
+        if (!c)
+            fprintf(stderr, "  redelivery %d of 3 did not arrive\n", i + 1);
+        assert_non_null(c);
+        assert_string_equal(itest_str(c, "id"), ids[i]);
+        assert_string_equal(itest_str(c, "text"), texts[i]);
+        json_decref(c);
+    }
+    /* one report of the last marks all three delivered */
+    assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", ids[2])));
+    for (int i = 0; i < 3; i++)
+        expect_status_now(&u, f.id, ids[i], "delivered");
+}
+
+static void test_report_of_an_earlier_command_does_not_deliver_later_ones(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    char first[37], second[37];
+    send_text_ok(&u, &f, "first", first);
+    send_text_ok(&u, &f, "second", second);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, second, 1, msg_wait()), 1);
+    assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", first)));
+    expect_status_now(&u, f.id, first, "delivered");
+    expect_status_now(&u, f.id, second, "sent");
+}
+
+static void test_unbind_cancels_undelivered_commands_and_they_never_go_out(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    char id[37];
+    send_text_ok(&u, &f, "for the old owner only", id);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, id, 1, msg_wait()), 1);
+    struct itest_resp r;
+    itest_call(D, "POST", devpath(f.id, "/unbind"), u.s.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    json_t *unbound = itest_mqtt_take(MQ, f.thing, "unbound", msg_wait());
+    assert_non_null(unbound);
+    json_decref(unbound);
+    char *status = db_value("SELECT status FROM device_commands WHERE id = $1", id);
+    assert_string_equal(status, "canceled");
+    free(status);
+    /* the display wakes: the canceled command is not sent again */
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    heartbeat(&f);
+    fdev_take_code(&f); /* unbound now: it gets a code, after anything else that was due */
+    assert_int_equal(itest_mqtt_count_id(MQ, f.thing, id), 1);
+}
+
+static void test_cancel_a_queued_command_and_not_a_delivered_one(void **state)
+{
+    (void)state;
+    struct itest_user u = {0}, other = {0};
+    itest_register(D, &u);
+    itest_register(D, &other);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    char keep[37], drop[37];
+    send_text_ok(&u, &f, "keep me", keep);
+    send_text_ok(&u, &f, "never mind", drop);
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", devpath(f.id, "/commands"), drop);
+    /* not yours: 403; unknown command: 404 */
+    call_expect_error("DELETE", path, other.s.access, NULL, 403, NULL);
+    char unknown[400];
+    snprintf(unknown, sizeof unknown, "%s/%s", devpath(f.id, "/commands"), NO_SUCH_ID);
+    call_expect_error("DELETE", unknown, u.s.access, NULL, 404, "command_not_found");
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/not-a-uuid", devpath(f.id, "/commands"));
+    call_expect_error("DELETE", bad, u.s.access, NULL, 400, "invalid_id");
+    struct itest_resp r;
+    itest_call(D, "DELETE", path, u.s.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    itest_expect_keys(r.json, COMMAND_KEYS);
+    assert_string_equal(itest_str(r.json, "id"), drop);
+    assert_string_equal(itest_str(r.json, "status"), "canceled");
+    itest_resp_free(&r);
+    /* canceled is final: again → 409; and the display is never sent it again */
+    call_expect_error("DELETE", path, u.s.access, NULL, 409, "command_finished");
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, keep, 1, msg_wait()), 1);
+    size_t drop_seen = itest_mqtt_count_id(MQ, f.thing, drop); /* the first publish, if it won */
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    heartbeat(&f);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, keep, 2, msg_wait()), 2);
+    assert_int_equal(itest_mqtt_count_id(MQ, f.thing, drop), drop_seen);
+    /* a delivered command cannot be canceled */
+    assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", keep)));
+    expect_status_now(&u, f.id, keep, "delivered");
+    snprintf(path, sizeof path, "%s/%s", devpath(f.id, "/commands"), keep);
+    call_expect_error("DELETE", path, u.s.access, NULL, 409, "command_finished");
+    expect_status_now(&u, f.id, drop, "canceled");
+}
+
+/* A state report whose hwId is another display's is refused like such a heartbeat. */
+static void test_state_with_another_hwid_is_rejected(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    char other[37];
+    itest_random_uuid(other);
+    unsigned long long dropped = metric("inklet_mqtt_messages_dropped_total");
+    assert_true(publish_state(&f, json_pack("{s:s,s:s}", "hwId", other, "screen", "forged")));
+    int64_t deadline = itest_now_ms() + msg_wait();
+    while (metric("inklet_mqtt_messages_dropped_total") == dropped && itest_now_ms() < deadline)
+        itest_sleep_ms(20);
+    assert_int_equal(metric("inklet_mqtt_messages_dropped_total"), dropped + 1);
+    json_t *dev = get_device(&u, f.id);
+    assert_true(json_is_null(json_object_get(dev, "state")));
+    json_decref(dev);
+    /* its own hwId is fine */
+    assert_true(publish_state(&f, json_pack("{s:s,s:s}", "hwId", f.hw, "screen", "mine")));
+    deadline = itest_now_ms() + msg_wait();
+    for (;;) {
+        dev = get_device(&u, f.id);
+        const char *st = json_string_value(json_object_get(dev, "state"));
+        bool ok = st && strstr(st, "mine");
+        json_decref(dev);
+        if (ok)
+            break;
+        assert_true(itest_now_ms() < deadline);
+        itest_sleep_ms(20);
+    }
+}
+
+struct burst_job {
+    const struct itest_user *u;
+    const struct fdev *devs;
+    size_t ndevs, from, to;
+    char (*ids)[37];
+    int failures;
+};
+
+static void *burst_thread(void *arg)
+{
+    struct burst_job *j = arg;
+    CURL *h = curl_easy_init();
+    for (size_t i = j->from; i < j->to; i++) {
+        const struct fdev *f = &j->devs[i % j->ndevs];
+        char path[128], body[64], auth[1100];
+        snprintf(path, sizeof path, "%s/api/devices/%s/commands", D->url, f->id);
+        snprintf(body, sizeof body, "{\"kind\":\"text\",\"text\":\"burst %zu\"}", i);
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", j->u->s.access);
+        const char *headers[] = {auth, "Content-Type: application/json", NULL};
+        struct itest_resp r;
+        itest_request(h, "POST", path, headers, body, strlen(body), &r);
+        const char *id = r.status == 202 ? json_string_value(json_object_get(r.json, "id")) : NULL;
+        if (id)
+            snprintf(j->ids[i], 37, "%s", id);
+        else
+            j->failures++;
+        itest_resp_free(&r);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+static void test_burst_of_commands_all_reach_sent(void **state)
+{
+    (void)state;
+    /* more than the 4,096 publishes the old acknowledgement table could tell apart */
+    size_t n = itest.slow > 1 ? 600 : 5000;
+    enum { NDEV = 10, NTHREADS = 8 };
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev devs[NDEV];
+    for (int i = 0; i < NDEV; i++) {
+        fdev_new(&devs[i]);
+        fdev_bind(&devs[i], &u);
+    }
+    char(*ids)[37] = calloc(n, sizeof *ids);
+    assert_non_null(ids);
+    struct burst_job jobs[NTHREADS];
+    pthread_t t[NTHREADS];
+    for (int k = 0; k < NTHREADS; k++) {
+        jobs[k] =
+            (struct burst_job){&u, devs, NDEV, n * k / NTHREADS, n * (k + 1) / NTHREADS, ids, 0};
+        assert_int_equal(pthread_create(&t[k], NULL, burst_thread, &jobs[k]), 0);
+    }
+    int failures = 0;
+    for (int k = 0; k < NTHREADS; k++) {
+        pthread_join(t[k], NULL);
+        failures += jobs[k].failures;
+    }
+    assert_int_equal(failures, 0);
+    /* every one is acknowledged by the broker and written: `sent`, none left `queued` */
+    int64_t deadline = itest_now_ms() + itest_scaled(60000);
+    char *queued = NULL;
+    for (;;) {
+        free(queued);
+        queued = db_value("SELECT count(*) FROM device_commands c JOIN devices d"
+                          " ON d.id = c.device_id WHERE d.owner_id = $1::uuid AND c.kind = 'text'"
+                          " AND c.status = 'queued'",
+                          u.id);
+        if (strcmp(queued, "0") == 0 || itest_now_ms() > deadline)
+            break;
+        itest_sleep_ms(200);
+    }
+    assert_string_equal(queued, "0");
+    free(queued);
+    char *sent = db_value("SELECT count(*) FROM device_commands c JOIN devices d"
+                          " ON d.id = c.device_id WHERE d.owner_id = $1::uuid AND c.kind = 'text'"
+                          " AND c.status = 'sent'",
+                          u.id);
+    assert_int_equal(atoi(sent), (int)n);
+    free(sent);
+    free(ids);
+}
+
+static void test_share_group_redelivers_each_command_once(void **state)
+{
+    (void)state;
+    struct itest_daemon *d[2];
+    for (int i = 0; i < 2; i++) {
+        char id[96];
+        snprintf(id, sizeof id, "MQTT_CLIENT_ID=itest-%s-%d-redeliver-%d", itest.run_tag,
+                 (int)getpid(), i);
+        d[i] =
+            itest_daemon_start((const char *const[]){id, "MQTT_SHARE_GROUP=itestredeliver", NULL});
+        assert_non_null(d[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        int64_t until = itest_now_ms() + itest_scaled(10000);
+        struct itest_resp r;
+        for (;;) {
+            itest_get(d[i], "/health/ready", &r);
+            if (r.status == 200 || itest_now_ms() > until)
+                break;
+            itest_resp_free(&r);
+            itest_sleep_ms(50);
+        }
+        itest_expect_status(&r, 200);
+        itest_resp_free(&r);
+    }
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    char ids[3][37];
+    for (int i = 0; i < 3; i++) {
+        struct itest_resp r;
+        itest_callf(d[i % 2], "POST", devpath(f.id, "/commands"), u.s.access, &r, "{s:s,s:s}",
+                    "kind", "text", "text", "to the fleet");
+        itest_expect_status(&r, 202);
+        snprintf(ids[i], sizeof ids[i], "%s", itest_str(r.json, "id"));
+        itest_resp_free(&r);
+        assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, ids[i], 1, msg_wait()), 1);
+    }
+    /* the display wakes and says so four times in a row: the instances that get the heartbeats
+     * publish each waiting command once between them */
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    for (int k = 0; k < 4; k++)
+        heartbeat(&f);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, ids[i], 2, msg_wait()), 2);
+    fdev_sync_bound(&f);
+    itest_sleep_ms(300); /* a duplicate would show up now */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(itest_mqtt_count_id(MQ, f.thing, ids[i]), 2);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(itest_daemon_stop(d[i]), 0);
+}
+
+/* ---- command lifetime (own daemon: COMMAND_TTL=3) ------------------------------------------ */
+
+static void test_undelivered_command_expires_after_command_ttl(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    struct itest_resp r;
+    itest_callf(D, "POST", devpath(f.id, "/commands"), u.s.access, &r, "{s:s,s:s}", "kind", "text",
+                "text", "too late");
+    itest_expect_status(&r, 202);
+    char id[37];
+    snprintf(id, sizeof id, "%s", itest_str(r.json, "id"));
+    long long created = itest_timestamp(r.json, "createdAt");
+    assert_int_equal(itest_timestamp(r.json, "expiresAt") - created, 3);
+    itest_resp_free(&r);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, id, 1, msg_wait()), 1);
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    expect_status_now(&u, f.id, id, "expired");
+    /* expired is final: not sent again, not cancelable, and a late report changes nothing */
+    heartbeat(&f);
+    fdev_sync_bound(&f);
+    assert_int_equal(itest_mqtt_count_id(MQ, f.thing, id), 1);
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", devpath(f.id, "/commands"), id);
+    call_expect_error("DELETE", path, u.s.access, NULL, 409, "command_finished");
+    assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", id)));
+    /* the report is handled once the state it carries is stored */
+    int64_t deadline = itest_now_ms() + msg_wait();
+    for (;;) {
+        json_t *dev = get_device(&u, f.id);
+        const char *st = json_string_value(json_object_get(dev, "state"));
+        bool stored = st && strstr(st, id);
+        json_decref(dev);
+        if (stored)
+            break;
+        assert_true(itest_now_ms() < deadline);
+        itest_sleep_ms(20);
+    }
+    expect_status_now(&u, f.id, id, "expired");
 }
 
 /* ---- claim code lifetime (own daemon: CLAIM_CODE_TTL=1) ------------------------------------ */
@@ -2105,6 +2596,12 @@ static int ttl_setup(void **state)
     return start_group("ttl", "CLAIM_CODE_TTL=1");
 }
 
+static int command_ttl_setup(void **state)
+{
+    (void)state;
+    return start_group("cmdttl", "COMMAND_TTL=3");
+}
+
 static int devices_teardown(void **state)
 {
     broker_start_again();
@@ -2151,6 +2648,24 @@ int itest_group_devices(void)
         T(test_unbind_by_delete_notifies_and_frees_device),
         T(test_request_claim_from_bound_device_gets_already_bound),
         T(test_request_claim_from_unbound_device_repeats_live_code),
+        T(test_request_claim_flood_is_answered_once_per_few_seconds),
+        T(test_command_to_a_sleeping_display_arrives_when_it_wakes),
+        T(test_undelivered_claim_code_is_published_again_on_a_later_heartbeat),
+        T(test_queued_commands_arrive_in_order_and_one_report_delivers_all),
+        T(test_report_of_an_earlier_command_does_not_deliver_later_ones),
+        T(test_unbind_cancels_undelivered_commands_and_they_never_go_out),
+        T(test_cancel_a_queued_command_and_not_a_delivered_one),
+        T(test_state_with_another_hwid_is_rejected),
+        T(test_burst_of_commands_all_reach_sent),
+        T(test_share_group_redelivers_each_command_once),
+        T(test_request_claim_flood_is_answered_once_per_few_seconds),
+        T(test_command_to_a_sleeping_display_arrives_when_it_wakes),
+        T(test_queued_commands_arrive_in_order_and_one_report_delivers_all),
+        T(test_report_of_an_earlier_command_does_not_deliver_later_ones),
+        T(test_unbind_cancels_undelivered_commands_and_they_never_go_out),
+        T(test_cancel_a_queued_command_and_not_a_delivered_one),
+        T(test_state_with_another_hwid_is_rejected),
+        T(test_burst_of_commands_all_reach_sent),
         T(test_text_command_reaches_device_and_is_delivered),
         T(test_text_command_is_sent_once_broker_acknowledges),
         T(test_state_for_unknown_command_id_changes_nothing),
@@ -2171,8 +2686,13 @@ int itest_group_devices(void)
     const struct CMUnitTest ttl_tests[] = {
         T(test_expired_code_is_410),
     };
+    const struct CMUnitTest command_ttl_tests[] = {
+        T(test_undelivered_command_expires_after_command_ttl),
+    };
     int failed = cmocka_run_group_tests_name("devices", tests, devices_setup, devices_teardown);
     failed +=
         cmocka_run_group_tests_name("devices_claim_ttl", ttl_tests, ttl_setup, devices_teardown);
+    failed += cmocka_run_group_tests_name("devices_command_ttl", command_ttl_tests,
+                                          command_ttl_setup, devices_teardown);
     return failed;
 }
