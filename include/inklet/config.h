@@ -43,6 +43,7 @@ struct ink_config {
     char *mqtt_ca_file, *mqtt_cert_file, *mqtt_key_file;
     char *mqtt_client_id;
     char *mqtt_share_group;
+    char *mqtt_username, *mqtt_password; /* broker login (both or neither); NULL: none */
     bool mqtt_client_id_unique; /* derived: a share group and no explicit id → add a suffix */
     /* billing */
     char *stripe_secret_key, *stripe_webhook_secret;

@@ -26,6 +26,7 @@ enum key_flags {
     F_BILLING = 8,
     F_GOOGLE_WEB = 16,
     F_APPLE_WEB = 32,
+    F_MQTT_AUTH = 64,
 };
 
 struct config_key {
@@ -101,6 +102,16 @@ static const char *v_token(const char *v)
     for (const unsigned char *p = (const unsigned char *)v; *p; p++)
         if (*p <= 0x20 || *p >= 0x7f)
             return "must be printable ASCII without spaces";
+    return NULL;
+}
+
+/* The broker login goes into MQTT CONNECT as it is: no control characters, no bytes that a
+ * broker could read differently from what the operator typed. */
+static const char *v_printable(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p >= 0x7f)
+            return "must be printable ASCII";
     return NULL;
 }
 
@@ -184,6 +195,8 @@ static const struct config_key CONFIG_KEYS[] = {
     S("MQTT_KEY_FILE", NULL, mqtt_key_file, 0, NULL),
     S("MQTT_CLIENT_ID", "inklet-backend", mqtt_client_id, 0, NULL),
     S("MQTT_SHARE_GROUP", "", mqtt_share_group, 0, NULL),
+    S("MQTT_USERNAME", NULL, mqtt_username, F_SECRET | F_MQTT_AUTH, v_printable),
+    S("MQTT_PASSWORD", NULL, mqtt_password, F_SECRET | F_MQTT_AUTH, v_printable),
     S("STRIPE_SECRET_KEY", NULL, stripe_secret_key, F_SECRET | F_BILLING, v_token),
     S("STRIPE_WEBHOOK_SECRET", NULL, stripe_webhook_secret, F_SECRET | F_BILLING, v_token),
     S("STRIPE_PRICE_MONTHLY", NULL, stripe_price_monthly, F_BILLING, v_token),
@@ -265,6 +278,7 @@ static const struct {
     {F_APPLE_WEB,
      {"APPLE_TEAM_ID", "APPLE_KEY_ID", "APPLE_PRIVATE_KEY_FILE", "APPLE_REDIRECT_URL"},
      "Apple browser sign-in; TOKEN_ENCRYPTION_KEY protects the stored Apple tokens"},
+    {F_MQTT_AUTH, {"MQTT_USERNAME", "MQTT_PASSWORD"}, "broker login is both or neither"},
 };
 
 bool ink_config_parse_rate(const char *s, struct ink_rate *r)

@@ -305,6 +305,15 @@ bool ink_broker_start(const struct ink_broker_handlers *handlers)
     mosquitto_message_callback_set(mq.mosq, on_message);
     mosquitto_publish_callback_set(mq.mosq, on_publish);
     mosquitto_reconnect_delay_set(mq.mosq, 1, 30, true);
+    /* config guarantees both or neither; libmosquitto keeps its own copies */
+    if (cfg->mqtt_username) {
+        int rc = mosquitto_username_pw_set(mq.mosq, cfg->mqtt_username, cfg->mqtt_password);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            ink_error("MQTT_USERNAME/MQTT_PASSWORD rejected by libmosquitto: %s",
+                      mosquitto_strerror(rc));
+            return false;
+        }
+    }
     if (tls) {
         int rc = mosquitto_tls_set(mq.mosq, cfg->mqtt_ca_file, NULL, cfg->mqtt_cert_file,
                                    cfg->mqtt_key_file, NULL);

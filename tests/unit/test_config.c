@@ -654,6 +654,55 @@ static void billing_keys_are_all_or_nothing(void **state)
     release(&r);
 }
 
+/* The broker login is both or neither: a username without its password would only surface as
+ * "not authorised" reconnects at run time. */
+static void mqtt_login_with_one_half_missing_is_refused_naming_the_other(void **state)
+{
+    (void)state;
+    const char *user_only[] = {"MQTT_USERNAME", "inklet-backend", NULL};
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, user_only);
+    assert_false(r.ok);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "MQTT_PASSWORD is required when MQTT_USERNAME is set"));
+    release(&r);
+    const char *password_only[] = {"MQTT_PASSWORD", "pw-Q7x9", NULL};
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, password_only);
+    assert_false(r.ok);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "MQTT_USERNAME is required when MQTT_PASSWORD is set"));
+    release(&r);
+}
+
+static void mqtt_login_is_unset_by_default_and_stored_when_both_are_given(void **state)
+{
+    (void)state;
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, NULL);
+    assert_true(r.ok);
+    assert_null(r.cfg.mqtt_username);
+    assert_null(r.cfg.mqtt_password);
+    release(&r);
+    const char *both[] = {"MQTT_USERNAME", "inklet-backend", "MQTT_PASSWORD", "p@ss w0rd!#$%",
+                          NULL};
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, both);
+    assert_true(r.ok);
+    assert_string_equal(r.err, "");
+    assert_string_equal(r.cfg.mqtt_username, "inklet-backend");
+    assert_string_equal(r.cfg.mqtt_password, "p@ss w0rd!#$%");
+    release(&r);
+}
+
+static void mqtt_login_must_be_printable_ascii(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"MQTT_USERNAME", "MQTT_PASSWORD"};
+    static const char *const bad[] = {"tab\there", "new\nline", "bell\a", "del\x7f", "caf\xc3\xa9"};
+    for (size_t k = 0; k < 2; k++)
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+            expect_key_rejected(keys[k], bad[i]);
+}
+
 static void several_bad_keys_give_one_line_each(void **state)
 {
     (void)state;
@@ -887,6 +936,23 @@ static void print_redacts_secrets_and_shows_the_rest(void **state)
     release(&r);
 }
 
+static void print_redacts_the_mqtt_login(void **state)
+{
+    (void)state;
+    const char *both[] = {"MQTT_USERNAME", "backend-user-K3y", "MQTT_PASSWORD", "broker-pass-Z8q",
+                          NULL};
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, both);
+    assert_true(r.ok);
+    char *out = print_config(&r.cfg);
+    if (strstr(out, "backend-user-K3y") || strstr(out, "broker-pass-Z8q"))
+        fail_msg("MQTT login printed:\n%s", out);
+    assert_non_null(strstr(out, "MQTT_USERNAME=<redacted>\n"));
+    assert_non_null(strstr(out, "MQTT_PASSWORD=<redacted>\n"));
+    free(out);
+    release(&r);
+}
+
 static void print_marks_unset_secrets_as_unset(void **state)
 {
     (void)state;
@@ -994,6 +1060,9 @@ int main(void)
         cmocka_unit_test(redirect_and_url_keys_are_checked),
         cmocka_unit_test(stripe_api_base_is_https_or_loopback_http),
         cmocka_unit_test(billing_keys_are_all_or_nothing),
+        cmocka_unit_test(mqtt_login_with_one_half_missing_is_refused_naming_the_other),
+        cmocka_unit_test(mqtt_login_is_unset_by_default_and_stored_when_both_are_given),
+        cmocka_unit_test(mqtt_login_must_be_printable_ascii),
         cmocka_unit_test(several_bad_keys_give_one_line_each),
         cmocka_unit_test(legacy_singular_client_id_keys_are_accepted),
         cmocka_unit_test(oauth_provider_urls_are_https_or_loopback_http),
@@ -1005,6 +1074,7 @@ int main(void)
         cmocka_unit_test(missing_file_is_an_error),
         cmocka_unit_test(overlong_file_line_is_never_silently_truncated),
         cmocka_unit_test(print_redacts_secrets_and_shows_the_rest),
+        cmocka_unit_test(print_redacts_the_mqtt_login),
         cmocka_unit_test(print_marks_unset_secrets_as_unset),
         cmocka_unit_test(print_output_reloads_to_the_same_non_secret_values),
     };
