@@ -6,11 +6,20 @@
 #   Ctrl-C stops inkletd, then the broker, then PostgreSQL.
 #
 # State lives in .run/ (git-ignored) and persists between runs: the database, the generated
-# JWT secret (.run/jwt_secret), logs. Environment overrides:
+# JWT secret (.run/jwt_secret), the broker password (.run/mqtt_password), logs.
+#
+# The broker it starts enforces an ACL like production's (docs/devices.md, "Broker ACLs"): a
+# display, anonymous here, connects with its thing name as client id and may only publish
+# inklet/dev/<its id>/up/# and receive inklet/dev/<its id>/down/#; inkletd logs in as user
+# inklet-backend (MQTT_USERNAME/MQTT_PASSWORD are set for it) and alone reads every up/ topic
+# and writes every down/ topic. The files are generated into .run/mqtt/ (acl, passwd).
+#
+# Environment overrides:
 #   PORT (4000)  LISTEN_ADDR (127.0.0.1)  CORS_ORIGINS (http://localhost:5173)  LOG_FORMAT (text)
 #   JWT_SECRET (from .run/jwt_secret)  FACTORY_SECRET (development value)
 #   DATABASE_URL  set it to use your own database instead of starting one
-#   MQTT_URL      set it to use your own broker instead of starting one
+#   MQTT_URL      set it to use your own broker instead of starting one (and MQTT_USERNAME /
+#                 MQTT_PASSWORD if it needs a login)
 #   INKLET_PG_PORT (54329, or the next free one)  INKLET_MQTT_PORT (18830, or the next free one)
 #   INKLET_RUN_DIR (.run)  INKLET_DB_NAME (inklet)  BUILD_DIR (build)
 #   INKLET_SKIP_BUILD=1    use the existing $BUILD_DIR/inkletd as is
@@ -85,19 +94,22 @@ INKLETD="$BUILD_DIR/inkletd"
 
 # ------------------------------------------------------------------ state
 mkdir -p "$RUN_DIR"
+# random_secret FILE: 32 random bytes as hex into FILE (mode 0600) unless it already holds one
+random_secret() {
+  [[ -s "$1" ]] && return 0
+  (
+    umask 077
+    if command -v openssl >/dev/null 2>&1; then
+      openssl rand -hex 32
+    else
+      od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
+      echo
+    fi >"$1"
+  )
+  say "generated a secret in $1"
+}
 if [[ -z "${JWT_SECRET:-}" ]]; then
-  if [[ ! -s "$RUN_DIR/jwt_secret" ]]; then
-    (
-      umask 077
-      if command -v openssl >/dev/null 2>&1; then
-        openssl rand -hex 32
-      else
-        od -An -N32 -tx1 /dev/urandom | tr -d ' \n'
-        echo
-      fi >"$RUN_DIR/jwt_secret"
-    )
-    say "generated a JWT secret in $RUN_DIR/jwt_secret"
-  fi
+  random_secret "$RUN_DIR/jwt_secret"
   JWT_SECRET="$(cat "$RUN_DIR/jwt_secret")"
 fi
 export JWT_SECRET
@@ -120,8 +132,30 @@ if [[ -z "${MQTT_URL:-}" ]]; then
   svc_mqtt_stop "$RUN_DIR/mqtt"
   mqtt_port="$(svc_free_port "${INKLET_MQTT_PORT:-18830}")"
   OWN_MQTT=1
-  svc_mqtt_start "$RUN_DIR/mqtt" "$mqtt_port" || die "Mosquitto did not start"
+  mkdir -p "$RUN_DIR/mqtt"
+  # Patterns apply to every client (anonymous displays included), the user block only to the
+  # backend's login. Mosquitto's acl_file grants every SUBSCRIBE and checks `read` when it
+  # delivers a message, so $share/<group>/... subscriptions need no line of their own.
+  cat >"$RUN_DIR/mqtt/acl" <<'ACL'
+# written by scripts/run.sh at every start (docs/devices.md, "Broker ACLs")
+# A display's client id is its thing name: it speaks and hears only for itself.
+pattern write inklet/dev/%c/up/#
+pattern read inklet/dev/%c/down/#
+
+# The backend: every display's messages in, commands out.
+user inklet-backend
+topic read inklet/dev/+/up/#
+topic write inklet/dev/+/down/#
+ACL
+  random_secret "$RUN_DIR/mqtt_password"
+  MQTT_USERNAME=inklet-backend
+  MQTT_PASSWORD="$(cat "$RUN_DIR/mqtt_password")"
+  svc_mqtt_password_file "$RUN_DIR/mqtt/passwd" "$MQTT_USERNAME" "$MQTT_PASSWORD" ||
+    die "could not write the broker's password file"
+  svc_mqtt_start "$RUN_DIR/mqtt" "$mqtt_port" --acl "$RUN_DIR/mqtt/acl" \
+    --password-file "$RUN_DIR/mqtt/passwd" || die "Mosquitto did not start"
   MQTT_URL="$(svc_mqtt_url "$RUN_DIR/mqtt")"
+  export MQTT_USERNAME MQTT_PASSWORD
 else
   say "using MQTT_URL from the environment"
 fi
@@ -228,7 +262,8 @@ done
 ((healthy)) || say "warning: $base/health did not answer 200 yet"
 mqtt_hint=""
 if ((OWN_MQTT)); then
-  mqtt_hint="    mosquitto_sub -h 127.0.0.1 -p $mqtt_port -t 'inklet/dev/#' -v   # watch device traffic"
+  mqtt_hint="    mosquitto_sub -h 127.0.0.1 -p $mqtt_port -u $MQTT_USERNAME -P \"\$(cat $RUN_DIR/mqtt_password)\" \\
+         -t 'inklet/dev/+/up/#' -v   # watch device traffic (only the backend's login may read it)"
 fi
 
 cat <<EOF

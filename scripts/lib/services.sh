@@ -29,7 +29,13 @@
 #   svc_pg_stop DIR                     stop the server of DIR (no-op if not running)
 #   svc_pg_remove DIR                   stop and delete DIR (and a relocated data dir)
 # Mosquitto (DIR holds mosquitto.conf, mosquitto.log, mosquitto.pid)
-#   svc_mqtt_start DIR PORT             start a broker on 127.0.0.1:PORT, wait until it accepts
+#   svc_mqtt_start DIR PORT [--acl FILE] [--password-file FILE]
+#                                       start a broker on 127.0.0.1:PORT, wait until it accepts;
+#                                       open to anyone, or with these Mosquitto acl_file and
+#                                       password_file (anonymous clients stay allowed: the ACL's
+#                                       patterns confine them)
+#   svc_mqtt_password_file FILE USER PASSWORD  write a mosquitto_passwd file (mode 0600) holding
+#                                       one user
 #   svc_mqtt_running DIR                0 if the broker of DIR is running
 #   svc_mqtt_port DIR                   print the broker's port (from DIR/mosquitto.conf)
 #   svc_mqtt_url DIR                    print mqtt://127.0.0.1:PORT
@@ -42,8 +48,8 @@
 #   svc_sudo CMD...                     run CMD as root (directly when root, else via sudo)
 #
 # Tunables (environment): SVC_PG_BIN (/usr/lib/postgresql/15/bin), SVC_PG_SUPERUSER (postgres),
-# SVC_PG_RELOCATE_BASE (/var/tmp), SVC_MOSQUITTO (/usr/sbin/mosquitto), SVC_QUIET=1 (no
-# progress lines).
+# SVC_PG_RELOCATE_BASE (/var/tmp), SVC_MOSQUITTO (/usr/sbin/mosquitto), SVC_MOSQUITTO_PASSWD
+# (/usr/bin/mosquitto_passwd), SVC_QUIET=1 (no progress lines).
 #
 # Root: PostgreSQL refuses to run as root, so initdb/pg_ctl run as the `postgres` user (runuser)
 # and DIR is owned by postgres. If postgres cannot reach DIR (e.g. the repository lives under
@@ -58,6 +64,7 @@ SVC_PG_BIN="${SVC_PG_BIN:-/usr/lib/postgresql/15/bin}"
 SVC_PG_SUPERUSER="${SVC_PG_SUPERUSER:-postgres}"
 SVC_PG_RELOCATE_BASE="${SVC_PG_RELOCATE_BASE:-/var/tmp}"
 SVC_MOSQUITTO="${SVC_MOSQUITTO:-/usr/sbin/mosquitto}"
+SVC_MOSQUITTO_PASSWD="${SVC_MOSQUITTO_PASSWD:-/usr/bin/mosquitto_passwd}"
 
 # Debian packages, by purpose (used by the scripts that source this file).
 # shellcheck disable=SC2034
@@ -498,15 +505,61 @@ svc_mqtt_url() {
   printf 'mqtt://127.0.0.1:%s\n' "$port"
 }
 
+# _svc_mqtt_conf ABSDIR PORT ACL PASSWORD_FILE: the broker's configuration (ACL and
+# PASSWORD_FILE absolute paths, or empty).
+_svc_mqtt_conf() {
+  local absdir="$1" port="$2" acl="$3" pwfile="$4"
+  echo "# written by scripts/lib/services.sh"
+  echo "listener $port 127.0.0.1"
+  echo "allow_anonymous true"
+  if [[ -n "$pwfile" ]]; then echo "password_file $pwfile"; fi
+  if [[ -n "$acl" ]]; then echo "acl_file $acl"; fi
+  echo "persistence false"
+  echo "log_dest file $absdir/mosquitto.log"
+  echo "log_type error"
+  echo "log_type warning"
+  echo "log_type notice"
+  echo "log_type information"
+  echo "connection_messages true"
+  echo "log_timestamp_format %Y-%m-%dT%H:%M:%S"
+  echo "pid_file $absdir/mosquitto.pid"
+  # mosquitto 2 started as root switches to user mosquitto, which could not write here
+  if _svc_is_root; then echo "user root"; fi
+}
+
+_svc_abspath() { # the absolute path of an existing file
+  printf '%s/%s\n' "$(cd "$(dirname -- "$1")" && pwd -P)" "$(basename -- "$1")"
+}
+
 svc_mqtt_start() {
-  local dir="$1" port="$2" absdir cur
-  [[ -n "$dir" && "$port" =~ ^[0-9]+$ ]] || { svc_err "usage: svc_mqtt_start DIR PORT"; return 1; }
+  local dir="${1:-}" port="${2:-}" absdir cur acl="" pwfile="" conf
+  local usage="usage: svc_mqtt_start DIR PORT [--acl FILE] [--password-file FILE]"
+  [[ -n "$dir" && "$port" =~ ^[0-9]+$ ]] || { svc_err "$usage"; return 1; }
+  shift 2
+  while (($#)); do
+    case "$1" in
+    --acl) acl="${2:-}" ;;
+    --password-file) pwfile="${2:-}" ;;
+    *) svc_err "$usage"; return 1 ;;
+    esac
+    [[ -n "${2:-}" ]] || { svc_err "$usage"; return 1; }
+    shift 2
+  done
   [[ -x "$SVC_MOSQUITTO" ]] || { svc_err "no $SVC_MOSQUITTO (install mosquitto)"; return 1; }
+  if [[ -n "$acl" ]]; then
+    [[ -r "$acl" ]] || { svc_err "mosquitto: cannot read ACL file $acl"; return 1; }
+    acl="$(_svc_abspath "$acl")"
+  fi
+  if [[ -n "$pwfile" ]]; then
+    [[ -r "$pwfile" ]] || { svc_err "mosquitto: cannot read password file $pwfile"; return 1; }
+    pwfile="$(_svc_abspath "$pwfile")"
+  fi
   mkdir -p -- "$dir" || return 1
   absdir="$(cd "$dir" && pwd -P)"
+  conf="$(_svc_mqtt_conf "$absdir" "$port" "$acl" "$pwfile")"
   if svc_mqtt_running "$dir"; then
     cur="$(svc_mqtt_port "$dir" 2>/dev/null || true)"
-    if [[ "$cur" == "$port" ]]; then
+    if [[ "$cur" == "$port" && "$conf" == "$(cat "$absdir/mosquitto.conf" 2>/dev/null)" ]]; then
       svc_log "mosquitto: already running in $dir on port $port"
       svc_wait_tcp "$port" 20
       return
@@ -517,24 +570,9 @@ svc_mqtt_start() {
     svc_err "mosquitto: port $port is already in use"
     return 1
   fi
-  {
-    echo "# written by scripts/lib/services.sh"
-    echo "listener $port 127.0.0.1"
-    echo "allow_anonymous true"
-    echo "persistence false"
-    echo "log_dest file $absdir/mosquitto.log"
-    echo "log_type error"
-    echo "log_type warning"
-    echo "log_type notice"
-    echo "log_type information"
-    echo "connection_messages true"
-    echo "log_timestamp_format %Y-%m-%dT%H:%M:%S"
-    echo "pid_file $absdir/mosquitto.pid"
-    # mosquitto 2 started as root switches to user mosquitto, which could not write here
-    if _svc_is_root; then echo "user root"; fi
-  } >"$absdir/mosquitto.conf" || return 1
+  printf '%s\n' "$conf" >"$absdir/mosquitto.conf" || return 1
   rm -f -- "$absdir/mosquitto.pid"
-  svc_log "mosquitto: starting in $dir on 127.0.0.1:$port"
+  svc_log "mosquitto: starting in $dir on 127.0.0.1:$port${acl:+ (ACL $acl)}"
   if ! "$SVC_MOSQUITTO" -c "$absdir/mosquitto.conf" -d </dev/null >>"$absdir/mosquitto.log" 2>&1; then
     svc_err "mosquitto failed to start; last lines of $absdir/mosquitto.log:"
     tail -n 20 "$absdir/mosquitto.log" >&2
@@ -545,6 +583,18 @@ svc_mqtt_start() {
     return 1
   fi
   svc_log "mosquitto: ready on 127.0.0.1:$port (pid $(_svc_mqtt_pid "$dir"))"
+}
+
+svc_mqtt_password_file() {
+  local file="${1:-}" user="${2:-}" password="${3:-}"
+  [[ -n "$file" && -n "$user" && -n "$password" ]] ||
+    { svc_err "usage: svc_mqtt_password_file FILE USER PASSWORD"; return 1; }
+  [[ -x "$SVC_MOSQUITTO_PASSWD" ]] || { svc_err "no $SVC_MOSQUITTO_PASSWD (install mosquitto)"; return 1; }
+  rm -f -- "$file"
+  (umask 077 && "$SVC_MOSQUITTO_PASSWD" -c -b "$file" "$user" "$password" >/dev/null) || {
+    svc_err "mosquitto_passwd could not write $file"
+    return 1
+  }
 }
 
 svc_mqtt_stop() {
