@@ -4,13 +4,15 @@
 #   bench/serve.sh &          # build + start inkletd with benchmark-friendly limits
 #   bench/run.sh              # all scenarios
 #   bench/run.sh health me    # only some: health me refresh login health-under-login webhook soak
+#                             #   commands redelivery (bench/commands.sh: simulated displays)
 #
 # Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12 s per scenario), THREADS (2),
 #   REFRESH_CONNECTIONS (32), WEBHOOK_EVENTS (150000), WEBHOOK_CONNECTIONS (32),
 #   STRIPE_WEBHOOK_SECRET (whsec_inklet_fake, as bench/serve.sh sets it), SOAK_REQUESTS (1000000), SOAK_CONNECTIONS (64),
 #   SOAK_SAMPLE_SECONDS (5), SOAK_MAX_SECONDS (1800), INKLETD_PID (else .run/bench/inkletd.pid,
 #   .run/inkletd.pid, or pgrep), BENCH_WAIT (seconds to wait for the server, 900),
-#   BENCH_OUT (results folder, default .run/bench-results/<timestamp>).
+#   BENCH_OUT (results folder, default .run/bench-results/<timestamp>); the commands and
+#   redelivery scenarios take their own knobs (bench/commands.sh).
 # Only loopback or your own test hosts: never point this at a server you do not run.
 set -Eeuo pipefail
 
@@ -31,7 +33,7 @@ SOAK_SAMPLE_SECONDS="${SOAK_SAMPLE_SECONDS:-5}"
 SOAK_MAX_SECONDS="${SOAK_MAX_SECONDS:-1800}"
 LUA="$ROOT/bench/lua"
 OUT="${BENCH_OUT:-$ROOT/.run/bench-results/$(date +%Y%m%d-%H%M%S)}"
-ALL_SCENARIOS=(health me refresh login health-under-login webhook soak)
+ALL_SCENARIOS=(health me refresh login health-under-login webhook soak commands redelivery)
 if (($#)); then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
 
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
@@ -274,6 +276,15 @@ scenario_soak() {
   fi
   summarize soak
 }
+
+# commands, redelivery: bench/commands.sh (simulated displays over MQTT; its own user)
+run_commands_sh() { # run_commands_sh SCENARIO
+  BASE_URL="$BASE_URL" THREADS="$THREADS" BENCH_OUT="$OUT" "$ROOT/bench/commands.sh" "$1" 2>&1 |
+    tee "$OUT/$1.log"
+  SUMMARY+=("$(sed -n 's/^>>> //p' "$OUT/$1.log" | tail -n 1)")
+}
+scenario_commands() { run_commands_sh commands; }
+scenario_redelivery() { run_commands_sh redelivery; }
 
 for s in "${SCENARIOS[@]}"; do
   "scenario_${s//-/_}"
