@@ -366,6 +366,10 @@ int main(int argc, char **argv)
     if (cycles)
         printf("[sim] awake for %u s\n", s.wake_s);
     struct mosquitto *m = link_up(&s);
+    if (!m) {
+        mosquitto_lib_cleanup();
+        return 1;
+    }
     int64_t t = now_ms();
     int64_t next_beat = t + (int64_t)s.heartbeat_s * 1000;
     int64_t phase_end = cycles ? t + (int64_t)s.wake_s * 1000 : INT64_MAX;
@@ -384,12 +388,12 @@ int main(int argc, char **argv)
             printf("[sim] sleeping for %u s\n", s.sleep_s);
             link_down(&s, m);
             m = NULL;
-            phase_end = t + (int64_t)s.sleep_s * 1000;
+            phase_end += (int64_t)s.sleep_s * 1000; /* no drift: a fleet stays in step */
         } else {
             printf("[sim] awake for %u s\n", s.wake_s);
             m = link_up(&s); /* on_connect sends the wake-up heartbeat */
             next_beat = t + (int64_t)s.heartbeat_s * 1000;
-            phase_end = t + (int64_t)s.wake_s * 1000;
+            phase_end += (int64_t)s.wake_s * 1000;
         }
         awake = !awake;
     }
