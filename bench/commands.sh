@@ -153,19 +153,30 @@ status_counts() {
 
 # post_commands NAME TOTAL CONNECTIONS TAG: wrk posts TOTAL text commands round-robin over the fleet.
 post_commands() {
-  local name="$1" total="$2" conns="$3" tag="$4" done_prefix="$OUT/$1-done" i f
+  local name="$1" total="$2" conns="$3" tag="$4" done_prefix="$OUT/$1-done" i f n stored ticks still
   printf '%s\n' "${FLEET_ID[@]}" >"$OUT/$name-ids.txt"
   rm -f "$done_prefix".*
   ((conns >= THREADS)) || conns="$THREADS"
-  echo "\$ wrk -t$THREADS -c$conns --latency -s commands.lua $BASE_URL -- TOKEN ids $total" | tee "$OUT/$name.txt"
+  echo "\$ wrk -t$THREADS -c$conns --latency -s commands.lua $BASE_URL -- TOKEN ids $total" >"$OUT/$name.txt"
   wrk -t"$THREADS" -c"$conns" -d600s --latency -s "$LUA/commands.lua" "$BASE_URL" \
     -- "$TOKEN" "$OUT/$name-ids.txt" "$total" "$THREADS" "$done_prefix" "$tag" >>"$OUT/$name.txt" 2>&1 &
   WRK_PID=$!
+  stored=-1 ticks=0 still=0
   while kill -0 "$WRK_PID" 2>/dev/null; do
     i=0
     for f in "$done_prefix".*; do [[ -e "$f" ]] && i=$((i + 1)); done
     if ((i >= THREADS)); then kill -INT "$WRK_PID" 2>/dev/null || true; break; fi
     sleep 0.05
+    # a request wrk lost (a socket error) is never answered: stop once nothing moves for 10 s
+    if ((++ticks % 20 == 0)); then
+      n="$(count_cmds text)"
+      if [[ "$n" == "$stored" ]]; then still=$((still + 1)); else still=0 stored="$n"; fi
+      if ((still >= 10)); then
+        echo "wrk: no new command stored for 10 s ($n stored); stopping it"
+        kill -INT "$WRK_PID" 2>/dev/null || true
+        break
+      fi
+    fi
   done
   wait "$WRK_PID" || true
   WRK_PID=""
