@@ -55,7 +55,7 @@ scenario_list() {
   for i in 1 2 3 4 5; do
     hw="$(uuid)"
     thing="bench-$tag-$i"
-    heartbeat "$thing" "$hw" 0 | mosquitto_pub -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/$thing/up/heartbeat" -l
+    heartbeat "$thing" "$hw" 0 | mosquitto_pub -i "$thing" -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/$thing/up/heartbeat" -l
     for _ in $(seq 50); do
       r="$(post /api/devices/bind/nfc "{\"payload\":\"inklet:1:$hw:$(sign "$hw")\"}" "$token")"
       [[ "$r" == *'"ownerId"'* ]] && break
@@ -73,7 +73,7 @@ paced_publisher() { # paced_publisher THING HWID MESSAGES PER_TICK
   while ((seq <= $3)); do
     for ((k = 0; k < $4 && seq <= $3; k++, seq++)); do heartbeat "$1" "$2" "$seq"; done
     sleep 0.1
-  done | mosquitto_pub -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/$1/up/heartbeat" -l
+  done | mosquitto_pub -i "$1" -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/$1/up/heartbeat" -l
 }
 
 scenario_ingest() {

@@ -12,7 +12,11 @@ ALTER TABLE device_commands ADD CONSTRAINT device_commands_status_check
 ALTER TABLE device_commands
     ADD COLUMN expires_at        timestamptz,  -- undelivered by then: expired (COMMAND_TTL)
     ADD COLUMN last_published_at timestamptz,  -- NULL: never handed to the broker yet
-    ADD COLUMN publish_count     integer NOT NULL DEFAULT 0;
+    ADD COLUMN publish_count     integer NOT NULL DEFAULT 0,
+    -- the display's last sign of life (heartbeat or claim request) when this command was last
+    -- published: a report of this command proves delivery of earlier ones only if they were
+    -- published after it (a display that was offline missed what went out meanwhile)
+    ADD COLUMN published_seen_at timestamptz;
 UPDATE device_commands SET expires_at = created_at + interval '1 day';
 ALTER TABLE device_commands ALTER COLUMN expires_at SET NOT NULL;
 

@@ -75,11 +75,13 @@ static json_t *command_json(const PGresult *r, int i, const char *device_id)
 /* last_published_at is set in the INSERT when the command goes out at once, so a heartbeat in
  * the next 5 s does not publish it a second time */
 static const struct ink_sql SQL_INSERT = {
-    "cmd_insert", "INSERT INTO device_commands AS c (id, device_id, kind, payload, status,"
-                  " expires_at, last_published_at, publish_count)"
-                  " VALUES ($1, $2, $3, $4, 'queued', now() + make_interval(secs => $5::int),"
-                  "  CASE WHEN $6::bool THEN now() END, CASE WHEN $6::bool THEN 1 ELSE 0 END)"
-                  " RETURNING " CMD_COLUMNS};
+    "cmd_insert",
+    "INSERT INTO device_commands AS c (id, device_id, kind, payload, status, expires_at,"
+    " last_published_at, publish_count, published_seen_at)"
+    " VALUES ($1, $2, $3, $4, 'queued', now() + make_interval(secs => $5::int),"
+    "  CASE WHEN $6::bool THEN now() END, CASE WHEN $6::bool THEN 1 ELSE 0 END,"
+    "  CASE WHEN $6::bool THEN (SELECT last_seen_at FROM devices WHERE id = $2::uuid) END)"
+    " RETURNING " CMD_COLUMNS};
 
 enum ink_status ink_cmd_enqueue(struct ink_db *db, const char *device_id, const char *thing,
                                 const char *kind, json_t *fields, unsigned ttl_s, bool in_tx,
@@ -114,7 +116,8 @@ enum ink_status ink_cmd_enqueue(struct ink_db *db, const char *device_id, const 
 static const struct ink_sql SQL_CLAIM_UNDELIVERED = {
     "cmd_claim_undelivered",
     "WITH u AS (UPDATE device_commands SET last_published_at = now(),"
-    "  publish_count = publish_count + 1"
+    "  publish_count = publish_count + 1,"
+    "  published_seen_at = (SELECT last_seen_at FROM devices WHERE id = $1::uuid)"
     "  WHERE id IN (SELECT id FROM device_commands WHERE device_id = $1"
     "   AND status IN ('queued', 'sent') AND expires_at > now()"
     "   AND (last_published_at IS NULL OR last_published_at <= now() - interval '5 seconds')"
@@ -153,13 +156,19 @@ enum ink_status ink_cmd_redeliver(struct ink_db *db, const char *device_id, cons
 
 /* ---- outcomes ------------------------------------------------------------------------------ */
 
+/* The reported command, and the earlier ones it proves: published after the display's last sign
+ * of life before the reported command went out. A display handles its commands in order, but
+ * one that was offline (a clean session) missed whatever was published meanwhile, even if it
+ * was published before the reported one (decided; the contract's "published before" alone would
+ * mark those delivered although the display never showed them). */
 static const struct ink_sql SQL_DELIVERED = {
     "cmd_delivered",
     "UPDATE device_commands d SET status = 'delivered', delivered_at = now(),"
     " sent_at = COALESCE(d.sent_at, now())"
-    " FROM (SELECT created_at, id FROM device_commands WHERE id = $1 AND device_id = $2) c"
+    " FROM (SELECT created_at, id, published_seen_at FROM device_commands"
+    "  WHERE id = $1 AND device_id = $2) c"
     " WHERE d.device_id = $2 AND d.status IN ('queued', 'sent') AND d.expires_at > now()"
-    "  AND (d.id = c.id OR (d.last_published_at IS NOT NULL"
+    "  AND (d.id = c.id OR (d.last_published_at >= c.published_seen_at"
     "   AND (d.created_at, d.id) < (c.created_at, c.id)))"};
 
 enum ink_status ink_cmd_delivered(struct ink_db *db, const char *device_id, const char *command_id)

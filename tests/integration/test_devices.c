@@ -480,7 +480,15 @@ static void sim_kill(pid_t pid)
 }
 
 /* Starts inklet-sim as a display with a fresh hwId and thing name, heartbeat every second. */
+static void sim_start_with(struct sim *s, const char *const extra[]);
+
 static void sim_start(struct sim *s)
+{
+    sim_start_with(s, NULL);
+}
+
+/* The simulator with extra arguments (NULL-terminated; may be NULL). */
+static void sim_start_with(struct sim *s, const char *const extra[])
 {
     static unsigned seq;
     memset(s, 0, sizeof *s);
@@ -489,18 +497,24 @@ static void sim_start(struct sim *s)
              s->hw);
     snprintf(s->out, sizeof s->out, "%s/sim-%u.out", itest.tmpdir, ++seq);
     const char *path = sim_path();
-    const char *argv[] = {path,
-                          "--broker",
-                          itest.mqtt_url,
-                          "--hw-id",
-                          s->hw,
-                          "--thing-name",
-                          s->thing,
-                          "--factory-secret",
-                          ITEST_FACTORY_SECRET,
-                          "--heartbeat-seconds",
-                          "1",
-                          NULL};
+    const char *argv[16] = {path,
+                            "--broker",
+                            itest.mqtt_url,
+                            "--hw-id",
+                            s->hw,
+                            "--thing-name",
+                            s->thing,
+                            "--factory-secret",
+                            ITEST_FACTORY_SECRET,
+                            "--heartbeat-seconds",
+                            "1",
+                            NULL,
+                            NULL,
+                            NULL,
+                            NULL,
+                            NULL};
+    for (size_t i = 0, n = 11; extra && extra[i] && n < ITEST_ARRAY_LEN(argv) - 1; i++)
+        argv[n++] = extra[i];
     pid_t pid = itest_spawn_program(argv, NULL, s->out, s->out);
     assert_true(pid > 0);
     s->pid = pid;
@@ -525,6 +539,27 @@ static void sim_stop(struct sim *s)
 
 /* Waits for `needle` in the simulator's output; copies what follows it (to the end of the line)
  * into after (may be NULL). */
+/* Waits for `needle` to appear in the simulator's output after the first `mark`. */
+static bool sim_wait_output_after(const struct sim *s, const char *mark, const char *needle,
+                                  unsigned timeout_ms)
+{
+    int64_t deadline = itest_now_ms() + timeout_ms;
+    for (;;) {
+        char *text = itest_read_file(s->out, NULL);
+        char *m = strstr(text, mark);
+        bool found = m && strstr(m + strlen(mark), needle);
+        if (found || itest_now_ms() > deadline) {
+            if (!found)
+                fprintf(stderr, "  inklet-sim never printed \"%s\" after \"%s\":\n%s\n", needle,
+                        mark, text);
+            free(text);
+            return found;
+        }
+        free(text);
+        itest_sleep_ms(20);
+    }
+}
+
 static bool sim_wait_output(const struct sim *s, const char *needle, char *after, size_t n)
 {
     int64_t deadline = itest_now_ms() + msg_wait();
@@ -2213,6 +2248,37 @@ static void test_queued_commands_arrive_in_order_and_one_report_delivers_all(voi
         expect_status_now(&u, f.id, ids[i], "delivered");
 }
 
+/* The display was offline when T went out (a clean session misses it) and woke within 5 s, so
+ * the wake-up did not repeat T; a later command it does show proves nothing about T. */
+static void test_report_after_a_wake_does_not_deliver_what_went_out_while_offline(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct fdev f;
+    fdev_new(&f);
+    fdev_bind(&f, &u);
+    char missed[37], shown[37];
+    send_text_ok(&u, &f, "sent while you were off", missed);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, missed, 1, msg_wait()), 1);
+    /* it wakes (heartbeat, claim request) right away: too soon for a repeat of `missed` */
+    heartbeat(&f);
+    fdev_sync_bound(&f);
+    assert_int_equal(itest_mqtt_count_id(MQ, f.thing, missed), 1);
+    send_text_ok(&u, &f, "sent while you were on", shown);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, shown, 1, msg_wait()), 1);
+    assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", shown)));
+    expect_status_now(&u, f.id, shown, "delivered");
+    expect_status_now(&u, f.id, missed, "sent");
+    /* the next heartbeat repeats it, and its own report delivers it */
+    itest_sleep_ms(REDELIVERY_GAP_MS);
+    heartbeat(&f);
+    assert_int_equal(itest_mqtt_wait_count_id(MQ, f.thing, missed, 2, msg_wait()), 2);
+    assert_int_equal(itest_mqtt_count_id(MQ, f.thing, shown), 1);
+    assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", missed)));
+    expect_status_now(&u, f.id, missed, "delivered");
+}
+
 static void test_report_of_an_earlier_command_does_not_deliver_later_ones(void **state)
 {
     (void)state;
@@ -2522,6 +2588,46 @@ static void test_undelivered_command_expires_after_command_ttl(void **state)
     expect_status_now(&u, f.id, id, "expired");
 }
 
+/* The README's walkthrough: a battery display (the real simulator, disconnected while it sleeps)
+ * gets a message sent while it slept when it wakes, and the command becomes delivered. */
+static void test_simulator_that_sleeps_gets_the_message_when_it_wakes(void **state)
+{
+    (void)state;
+    if (access(sim_path(), X_OK) != 0)
+        skip();
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct sim s;
+    sim_start_with(&s, (const char *const[]){"--wake", "4", "--sleep", "8", NULL});
+    char line[64];
+    assert_true(sim_wait_output(&s, "CLAIM CODE: ", line, sizeof line));
+    char code[7];
+    snprintf(code, sizeof code, "%.6s", line);
+    json_t *dev = bind_ok("/api/devices/bind/code", "claimCode", code, &u);
+    char id[37];
+    snprintf(id, sizeof id, "%s", itest_str(dev, "id"));
+    json_decref(dev);
+    assert_true(sim_wait_output(&s, "BOUND", NULL, 0));
+    /* once it sleeps (after being bound), send the message */
+    assert_true(sim_wait_output_after(&s, "BOUND", "sleeping for", itest_scaled(15000)));
+    struct itest_resp r;
+    itest_callf(D, "POST", devpath(id, "/commands"), u.s.access, &r, "{s:s,s:s}", "kind", "text",
+                "text", "While you slept");
+    itest_expect_status(&r, 202);
+    char cmd[37];
+    snprintf(cmd, sizeof cmd, "%s", itest_str(r.json, "id"));
+    itest_resp_free(&r);
+    char *out = itest_read_file(s.out, NULL);
+    assert_null(strstr(out, "TEXT: While you slept")); /* asleep: not shown yet */
+    free(out);
+    /* it wakes within 8 s, says so, gets it, shows it, reports it */
+    assert_true(sim_wait_output_after(&s, "BOUND", "TEXT: While you slept", itest_scaled(20000)));
+    json_t *c = poll_command_status(&u, id, cmd, "delivered", msg_wait());
+    assert_non_null(c);
+    json_decref(c);
+    sim_stop(&s);
+}
+
 /* ---- claim code lifetime (own daemon: CLAIM_CODE_TTL=1) ------------------------------------ */
 
 static void test_expired_code_is_410(void **state)
@@ -2653,11 +2759,13 @@ int itest_group_devices(void)
         T(test_undelivered_claim_code_is_published_again_on_a_later_heartbeat),
         T(test_queued_commands_arrive_in_order_and_one_report_delivers_all),
         T(test_report_of_an_earlier_command_does_not_deliver_later_ones),
+        T(test_report_after_a_wake_does_not_deliver_what_went_out_while_offline),
         T(test_unbind_cancels_undelivered_commands_and_they_never_go_out),
         T(test_cancel_a_queued_command_and_not_a_delivered_one),
         T(test_state_with_another_hwid_is_rejected),
         T(test_burst_of_commands_all_reach_sent),
         T(test_share_group_redelivers_each_command_once),
+        T(test_simulator_that_sleeps_gets_the_message_when_it_wakes),
         T(test_request_claim_flood_is_answered_once_per_few_seconds),
         T(test_command_to_a_sleeping_display_arrives_when_it_wakes),
         T(test_queued_commands_arrive_in_order_and_one_report_delivers_all),
