@@ -1462,19 +1462,26 @@ json_t *itest_fake_call(const struct itest_fake *f, const char *method, const ch
     return v;
 }
 
-json_t *itest_fake_callf(const struct itest_fake *f, const char *method, const char *path,
-                         const char *fmt, ...)
+json_t *itest_fake_vcallf(const struct itest_fake *f, const char *method, const char *path,
+                          const char *fmt, va_list ap)
 {
-    va_list ap;
-    va_start(ap, fmt);
     json_error_t err;
     json_t *body = json_vpack_ex(&err, 0, fmt, ap);
-    va_end(ap);
     if (!body)
         fail_msg("json_pack(%s): %s", fmt, err.text);
     json_t *v = itest_fake_call(f, method, path, body);
     json_decref(body);
     assert_non_null(v);
+    return v;
+}
+
+json_t *itest_fake_callf(const struct itest_fake *f, const char *method, const char *path,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *v = itest_fake_vcallf(f, method, path, fmt, ap);
+    va_end(ap);
     return v;
 }
 

@@ -206,6 +206,9 @@ void itest_fake_dump_log(const struct itest_fake *f, const char *why);
  *  200 and returns the parsed answer (new reference, NULL when it is not JSON). */
 json_t *itest_fake_call(const struct itest_fake *f, const char *method, const char *path,
                         const json_t *body);
+/** itest_fake_call with a body built by json_vpack_ex(fmt, ap). */
+json_t *itest_fake_vcallf(const struct itest_fake *f, const char *method, const char *path,
+                          const char *fmt, va_list ap);
 /** itest_fake_call with a body built by json_pack(fmt, ...). */
 json_t *itest_fake_callf(const struct itest_fake *f, const char *method, const char *path,
                          const char *fmt, ...);

@@ -80,15 +80,10 @@ static void fake_fault(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    json_error_t err;
-    json_t *rule = json_vpack_ex(&err, 0, fmt, ap);
+    json_t *v = itest_fake_vcallf(&fake, "POST", "/_fake/faults", fmt, ap);
     va_end(ap);
-    if (!rule)
-        fail_msg("json_pack(%s): %s", fmt, err.text);
-    json_t *v = fake_call("POST", "/_fake/faults", rule);
     assert_true(json_is_integer(json_object_get(v, "id")));
     json_decref(v);
-    json_decref(rule);
 }
 
 static void fake_clear_faults(void)

@@ -641,18 +641,19 @@ static unsigned long long metric(const char *name)
 
 /* ---- several instances ---------------------------------------------------------------------- */
 
-static void test_shared_subscription_processes_each_message_once(void **state)
+/* Two instances in the share group `name`, each with its own client id, both subscribed
+ * (/health/ready reports the broker). */
+static void start_share_group(struct itest_daemon *d[2], const char *name)
 {
-    (void)state;
-    struct itest_daemon *d[2];
+    char group[64];
+    snprintf(group, sizeof group, "MQTT_SHARE_GROUP=itest%s", name);
     for (int i = 0; i < 2; i++) {
         char id[96];
-        snprintf(id, sizeof id, "MQTT_CLIENT_ID=itest-%s-%d-share-%d", itest.run_tag, (int)getpid(),
-                 i);
-        d[i] = itest_daemon_start((const char *const[]){id, "MQTT_SHARE_GROUP=itestshare", NULL});
+        snprintf(id, sizeof id, "MQTT_CLIENT_ID=itest-%s-%d-%s-%d", itest.run_tag, (int)getpid(),
+                 name, i);
+        d[i] = itest_daemon_start((const char *const[]){id, group, NULL});
         assert_non_null(d[i]);
     }
-    /* both subscribed: /health/ready reports the broker */
     for (int i = 0; i < 2; i++) {
         int64_t until = itest_now_ms() + itest_scaled(10000);
         struct itest_resp r;
@@ -666,6 +667,13 @@ static void test_shared_subscription_processes_each_message_once(void **state)
         itest_expect_status(&r, 200);
         itest_resp_free(&r);
     }
+}
+
+static void test_shared_subscription_processes_each_message_once(void **state)
+{
+    (void)state;
+    struct itest_daemon *d[2];
+    start_share_group(d, "share");
     unsigned long long before[2];
     for (int i = 0; i < 2; i++)
         before[i] = itest_metric(d[i], "inklet_mqtt_messages_processed_total");
@@ -2492,27 +2500,7 @@ static void test_share_group_redelivers_each_command_once(void **state)
 {
     (void)state;
     struct itest_daemon *d[2];
-    for (int i = 0; i < 2; i++) {
-        char id[96];
-        snprintf(id, sizeof id, "MQTT_CLIENT_ID=itest-%s-%d-redeliver-%d", itest.run_tag,
-                 (int)getpid(), i);
-        d[i] =
-            itest_daemon_start((const char *const[]){id, "MQTT_SHARE_GROUP=itestredeliver", NULL});
-        assert_non_null(d[i]);
-    }
-    for (int i = 0; i < 2; i++) {
-        int64_t until = itest_now_ms() + itest_scaled(10000);
-        struct itest_resp r;
-        for (;;) {
-            itest_get(d[i], "/health/ready", &r);
-            if (r.status == 200 || itest_now_ms() > until)
-                break;
-            itest_resp_free(&r);
-            itest_sleep_ms(50);
-        }
-        itest_expect_status(&r, 200);
-        itest_resp_free(&r);
-    }
+    start_share_group(d, "redeliver");
     struct itest_user u = {0};
     itest_register(D, &u);
     struct fdev f;
