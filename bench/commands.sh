@@ -203,11 +203,22 @@ shown_in_order() {
   echo "in order: $ok/${#FLEET_THING[@]} displays showed exactly their commands, in the stored order"
 }
 
+# wait_delivered TOTAL SECONDS INTERVAL: polls until TOTAL text commands are delivered or SECONDS
+# pass; sets `delivered`
+wait_delivered() {
+  local t_end=$((SECONDS + $2))
+  while :; do
+    delivered="$(count_cmds text "c.status = 'delivered'")"
+    ((delivered < $1 && SECONDS < t_end)) || break
+    sleep "$3"
+  done
+}
+
 repeats() { cat "$FLEET_LOGS"/*.log | grep -c '^\[sim\] already have command' || true; }
 
 # ------------------------------------------------------------------ scenarios
 scenario_commands() {
-  local tag total delivered t_end stats line
+  local tag total delivered stats line
   hdr "commands: $COMMANDS text commands to $COMMAND_DEVICES online displays, $THREADS threads, $COMMAND_CONNECTIONS connections"
   new_user
   fleet_start commands "$COMMAND_DEVICES"
@@ -215,12 +226,7 @@ scenario_commands() {
   tag="c$(date +%s)"
   post_commands commands "$COMMANDS" "$COMMAND_CONNECTIONS" "$tag"
   total="$(count_cmds text)"
-  t_end=$((SECONDS + COMMAND_WAIT))
-  while :; do
-    delivered="$(count_cmds text "c.status = 'delivered'")"
-    ((delivered < total && SECONDS < t_end)) || break
-    sleep 0.2
-  done
+  wait_delivered "$total" "$COMMAND_WAIT" 0.2
   echo "stored $total; by status: $(status_counts); repeats the displays acknowledged again: $(repeats)"
   stats="$(sql "SELECT count(*),
       round(extract(epoch FROM max(c.created_at) - min(c.created_at))::numeric, 2),
@@ -242,7 +248,7 @@ scenario_commands() {
 }
 
 scenario_redelivery() {
-  local n="$REDELIVERY_DEVICES" total bound t_sleep t_wake t_posted t_end delivered tag stats line
+  local n="$REDELIVERY_DEVICES" total bound t_sleep t_wake t_posted delivered tag stats line
   total=$((REDELIVERY_DEVICES * REDELIVERY_PER_DEVICE))
   hdr "redelivery: $total commands queued for $n sleeping displays (--sleep $REDELIVERY_SLEEP --wake $REDELIVERY_WAKE), all waking at once"
   new_user
@@ -270,12 +276,7 @@ scenario_redelivery() {
   echo "queued while asleep: $(count_cmds text) commands; by status: $(status_counts)"
   sleep_until "$t_wake"
   echo "waking up"
-  t_end=$((SECONDS + REDELIVERY_WAKE))
-  while :; do
-    delivered="$(count_cmds text "c.status = 'delivered'")"
-    ((delivered < total && SECONDS < t_end)) || break
-    sleep 0.1
-  done
+  wait_delivered "$total" "$REDELIVERY_WAKE" 0.1
   echo "by status: $(status_counts); repeats the displays acknowledged again: $(repeats)"
   # d.last_seen_at: each display's wake-up heartbeat (its only one per wake at --heartbeat-seconds 86400)
   stats="$(sql "WITH w AS (SELECT min(last_seen_at) AS first, max(last_seen_at) AS last FROM devices

@@ -78,10 +78,12 @@ INKLET_PKGS_TEST=(valgrind)
 # shellcheck disable=SC2034
 INKLET_PKGS_BENCH=(wrk curl procps)
 # the real-browser sign-in test (tests/browser/): chromium, node + npm for playwright-core, and
-# python3-cryptography for the fake providers (tests/fakes/fake_oidc.py). Install them with
-# svc_browser_packages, which leaves out nodejs/npm when node/npm are on PATH already.
+# ca-certificates, which `npm ci` needs to reach the registry over https (only a Recommends of
+# nodejs, and --no-install-recommends is used). The fake providers' python3-cryptography is in
+# INKLET_PKGS_SERVICES. Install them with svc_browser_packages, which leaves out nodejs/npm when
+# node/npm are on PATH already.
 # shellcheck disable=SC2034
-INKLET_PKGS_BROWSER=(chromium nodejs npm python3-cryptography)
+INKLET_PKGS_BROWSER=(chromium nodejs npm ca-certificates)
 
 # ---------------------------------------------------------------------------------------------
 # logging / privileges

@@ -72,35 +72,20 @@ static const char *const *oauth_env(bool google, bool apple, const char *out[40]
 
 /* ---- small parsers ----------------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* The decoded value of query parameter `name` in `url`, or NULL (malloc'd). */
 static char *query_param(const char *url, const char *name)
 {
     const char *q = strchr(url, '?');
     size_t nlen = strlen(name);
     for (const char *p = q ? q + 1 : NULL; p && *p;) {
-        const char *end = p + strcspn(p, "&#");
-        if ((size_t)(end - p) > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            char *out = malloc((size_t)(end - p) + 1), *w = out;
-            for (const char *r = p + nlen + 1; r < end; r++) {
-                if (*r == '%' && r + 2 < end + 1 && hexval(r[1]) >= 0 && hexval(r[2]) >= 0) {
-                    *w++ = (char)(hexval(r[1]) * 16 + hexval(r[2]));
-                    r += 2;
-                } else {
-                    *w++ = *r == '+' ? ' ' : *r;
-                }
-            }
-            *w = '\0';
+        size_t n = strcspn(p, "&#");
+        if (n > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            char *v = curl_easy_unescape(NULL, p + nlen + 1, (int)(n - nlen - 1), NULL);
+            char *out = v ? strdup(v) : NULL;
+            curl_free(v);
             return out;
         }
-        p = *end == '&' ? end + 1 : NULL;
+        p = p[n] == '&' ? p + n + 1 : NULL;
     }
     return NULL;
 }
@@ -992,6 +977,33 @@ static void test_oauth_unconfigured_provider_is_503_provider_not_configured(void
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
+/* Every start writes a row, so it shares the login bucket; here with the production default
+ * (RATE_LIMIT_LOGIN=20/60) rather than the group's generous one. */
+static void test_oauth_start_is_rate_limited_by_the_default_login_bucket(void **state)
+{
+    (void)state;
+    const char *env[40];
+    oauth_env(true, false, env);
+    for (size_t i = 0; env[i]; i++)
+        if (strncmp(env[i], "RATE_LIMIT_LOGIN=", 17) == 0)
+            env[i] = "RATE_LIMIT_LOGIN"; /* unset: the default */
+    struct itest_daemon *d = itest_daemon_start(env);
+    assert_non_null(d);
+    for (int i = 0; i < 20; i++) {
+        struct itest_resp r;
+        itest_get(d, "/auth/oauth/google?client=web", &r);
+        itest_expect_status(&r, 302);
+        itest_resp_free(&r);
+    }
+    struct itest_resp r;
+    itest_get(d, "/auth/oauth/google?client=web", &r);
+    itest_expect_error(&r, 429, "rate_limited");
+    itest_expect_retry_after(&r);
+    assert_null(itest_header(&r, "Location"));
+    itest_resp_free(&r);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
 static size_t jwks_fetches(void)
 {
     json_t *log =
@@ -1238,6 +1250,7 @@ int itest_group_oauth(void)
         T(test_oauth_only_account_sets_a_password_and_deletes_itself_without_one),
         T(test_oauth_account_deletion_revokes_the_apple_token_at_apple),
         T(test_oauth_unconfigured_provider_is_503_provider_not_configured),
+        T(test_oauth_start_is_rate_limited_by_the_default_login_bucket),
         T(test_oauth_key_rotation_is_picked_up_and_unknown_kids_refetch_rate_limited),
         T(test_oauth_token_endpoint_down_or_hung_fails_cleanly_within_the_timeout),
         T(test_oauth_jwks_down_or_hung_fails_cleanly_and_other_routes_work),
