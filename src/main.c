@@ -15,6 +15,7 @@
 #include "inklet/oauth.h"
 #include "inklet/password.h"
 #include "inklet/ratelimit.h"
+#include "inklet/sdnotify.h"
 #include "inklet/server.h"
 #include "inklet/stripe.h"
 
@@ -24,8 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #define HASH_WAIT_MS 2000
@@ -39,28 +38,6 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: inkletd [--config FILE] [serve | migrate | check-config | billing-sync]\n"
                  "       inkletd --version\n");
-}
-
-/* systemd's notify protocol, without libsystemd: one datagram to $NOTIFY_SOCKET. */
-static void sd_notify_msg(const char *msg)
-{
-    const char *path = getenv("NOTIFY_SOCKET");
-    if (!path || !*path)
-        return;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    size_t n = strlen(path);
-    if (n >= sizeof sa.sun_path)
-        return;
-    memcpy(sa.sun_path, path, n);
-    if (sa.sun_path[0] == '@')
-        sa.sun_path[0] = '\0'; /* abstract namespace */
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa, len) < 0)
-        ink_warn("could not notify systemd");
-    close(fd);
 }
 
 static enum ink_log_level parse_level(const char *s)
@@ -157,7 +134,9 @@ static int serve(void)
         return 1;
     ink_info("inkletd %s listening on %s:%u (%u HTTP threads, pool %u)", INKLET_VERSION,
              cfg->listen_addr, cfg->port, cfg->http_threads, cfg->db_pool_size);
-    sd_notify_msg("READY=1");
+    ink_sd_notify("READY=1");
+    if (!ink_sd_watchdog_start(ink_server_probe))
+        return 1;
 
     /* the main thread waits for a signal and does periodic housekeeping meanwhile */
     int sig;
@@ -181,10 +160,11 @@ static int serve(void)
     }
     ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace);
-    sd_notify_msg("STOPPING=1");
+    ink_sd_notify("STOPPING=1");
     /* the order matters: nothing may publish on, or be called back by, a freed broker handle */
     ink_broker_unsubscribe(); /* no new device messages; share-group peers take them */
     ink_server_drain(cfg->shutdown_grace);
+    ink_sd_watchdog_stop();           /* pings end while the server still answers */
     ink_server_stop();                /* worker lanes finish their queues, then the HTTP threads */
     ink_ingest_stop(INGEST_DRAIN_MS); /* queued device messages, bounded */
     ink_broker_stop(); /* DISCONNECT after the last publish; no callback after this */

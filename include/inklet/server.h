@@ -15,4 +15,10 @@ void ink_server_stop(void);
 /** Jobs waiting for a worker in each lane (metrics). */
 void ink_server_queue_stats(unsigned *requests, unsigned *hashing, unsigned *upstream);
 
+/** The watchdog's liveness probe: a GET /health over a new loopback connection to the listening
+ *  socket, true when any HTTP status line comes back within `timeout_ms` (503 while draining
+ *  counts: the server is alive). It fails when the HTTP threads are wedged or no connection can
+ *  be accepted (HTTP_MAX_CONNECTIONS reached). */
+bool ink_server_probe(unsigned timeout_ms);
+
 #endif

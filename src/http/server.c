@@ -29,12 +29,16 @@
 #include "inklet/workq.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 enum ctx_state { ST_READING, ST_TOO_LARGE, ST_WORKING, ST_WORK_DONE, ST_RESPONDED };
@@ -713,4 +717,80 @@ void ink_server_queue_stats(unsigned *requests, unsigned *hashing, unsigned *ups
     *upstream = lane_upstream ? ink_workq_pending(lane_upstream) : 0;
     *requests = lane_requests ? ink_workq_pending(lane_requests) : 0;
     *hashing = lane_hashing ? ink_workq_pending(lane_hashing) : 0;
+}
+
+/* ---- the watchdog's probe ------------------------------------------------------------------ */
+
+/* Waits for `events` on fd until the monotonic deadline; false on timeout or error. */
+static bool wait_fd(int fd, short events, int64_t deadline_ms)
+{
+    for (;;) {
+        int64_t left = deadline_ms - ink_now_mono_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd p = {.fd = fd, .events = events};
+        int n = poll(&p, 1, (int)left);
+        if (n > 0)
+            return (p.revents & (events | POLLHUP | POLLERR)) != 0;
+        if (n < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+bool ink_server_probe(unsigned timeout_ms)
+{
+    const struct ink_config *cfg = &ink_app.cfg;
+    int64_t deadline = ink_now_mono_ms() + timeout_ms;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    socklen_t len;
+    /* a wildcard listener is probed on loopback, a specific address on itself */
+    if (inet_pton(AF_INET, cfg->listen_addr, &v4->sin_addr) == 1) {
+        if (v4->sin_addr.s_addr == htonl(INADDR_ANY))
+            v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)cfg->port);
+        len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, cfg->listen_addr, &v6->sin6_addr) == 1) {
+        if (IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
+            v6->sin6_addr = in6addr_loopback;
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)cfg->port);
+        len = sizeof *v6;
+    } else {
+        return false;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = false;
+    static const char req[] = "GET /health HTTP/1.1\r\nHost: localhost\r\n"
+                              "User-Agent: inkletd-watchdog\r\nConnection: close\r\n\r\n";
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0 && errno != EINPROGRESS)
+        goto out;
+    if (!wait_fd(fd, POLLOUT, deadline))
+        goto out;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr)
+        goto out;
+    if (send(fd, req, sizeof req - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof req - 1))
+        goto out; /* a fresh socket's buffer takes 100 bytes at once */
+    char line[16];
+    size_t got = 0;
+    while (got < 12) { /* "HTTP/1.1 200" */
+        if (!wait_fd(fd, POLLIN, deadline))
+            goto out;
+        ssize_t n = recv(fd, line + got, 12 - got, 0);
+        if (n <= 0 && !(n < 0 && (errno == EAGAIN || errno == EINTR)))
+            goto out;
+        if (n > 0)
+            got += (size_t)n;
+    }
+    ok = memcmp(line, "HTTP/1.", 7) == 0 && line[8] == ' ' && line[9] >= '1' && line[9] <= '5';
+out:
+    close(fd);
+    return ok;
 }

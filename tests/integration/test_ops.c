@@ -682,6 +682,88 @@ static void test_systemd_notify_ready_then_stopping(void **state)
     unlink(sa.sun_path);
 }
 
+/* A notify socket of the test's own; returns the fd and writes NOTIFY_SOCKET=... into env. */
+static int notify_socket(const char *name, char *env, size_t env_len)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", itest.tmpdir, name);
+    unlink(sa.sun_path);
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    snprintf(env, env_len, "NOTIFY_SOCKET=%s", sa.sun_path);
+    return fd;
+}
+
+/* Counts WATCHDOG=1 datagrams arriving within `ms`. */
+static unsigned count_pings(int fd, unsigned ms)
+{
+    unsigned pings = 0;
+    int64_t end = itest_now_ms() + ms;
+    char msg[256];
+    for (int64_t left; (left = end - itest_now_ms()) > 0;)
+        if (recv_within(fd, msg, sizeof msg, (unsigned)left) > 0 && strstr(msg, "WATCHDOG=1"))
+            pings++;
+    return pings;
+}
+
+/* WatchdogSec=: pings at half the interval while the server answers its own loopback probe;
+ * when no connection can be served (every slot of HTTP_MAX_CONNECTIONS held by silent
+ * clients) the pings stop, and they resume once the server serves again. */
+static void test_systemd_watchdog_pings_only_while_the_server_answers(void **state)
+{
+    (void)state;
+    char env[200], usec[48];
+    int fd = notify_socket("watchdog.sock", env, sizeof env);
+    unsigned interval_ms = itest_scaled(1000);
+    snprintf(usec, sizeof usec, "WATCHDOG_USEC=%u", interval_ms * 1000);
+    struct itest_daemon *d = itest_daemon_start((const char *const[]){
+        env, usec, "HTTP_MAX_CONNECTIONS=6", "HTTP_CONNECTION_TIMEOUT=600", NULL});
+    assert_non_null(d);
+    /* serving: a ping every half interval (4 expected in 2 intervals; timing slack) */
+    unsigned live = count_pings(fd, 2 * interval_ms);
+    assert_in_range(live, 2, 6);
+    /* wedge it: every connection slot held by a client that never finishes a request */
+    int held[6];
+    for (int i = 0; i < 6; i++) {
+        held[i] = itest_raw_connect(d->port);
+        assert_true(held[i] >= 0);
+        assert_true(itest_raw_send_str(held[i], "GET /health HTTP/1.1\r\n"));
+    }
+    itest_sleep_ms(interval_ms); /* the probe in flight may still have succeeded */
+    (void)count_pings(fd, 1);
+    assert_int_equal(count_pings(fd, 3 * interval_ms), 0);
+    /* freed: pings resume */
+    for (int i = 0; i < 6; i++)
+        close(held[i]);
+    assert_true(count_pings(fd, 2 * interval_ms) >= 1);
+    char *log = itest_read_file(d->log_path, NULL);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "watchdog: the server did not answer its probe"));
+    free(log);
+    assert_int_equal(itest_daemon_stop(d), 0);
+    close(fd);
+}
+
+/* WATCHDOG_PID names the process the watchdog is for; another pid means no pings. */
+static void test_systemd_watchdog_for_another_pid_sends_no_pings(void **state)
+{
+    (void)state;
+    char env[200], usec[48];
+    int fd = notify_socket("watchdog-pid.sock", env, sizeof env);
+    unsigned interval_ms = itest_scaled(500);
+    snprintf(usec, sizeof usec, "WATCHDOG_USEC=%u", interval_ms * 1000);
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){env, usec, "WATCHDOG_PID=1", NULL});
+    assert_non_null(d);
+    char msg[256];
+    assert_true(recv_within(fd, msg, sizeof msg, itest_scaled(5000)) > 0);
+    assert_non_null(strstr(msg, "READY=1"));
+    assert_int_equal(count_pings(fd, 3 * interval_ms), 0);
+    assert_int_equal(itest_daemon_stop(d), 0);
+    close(fd);
+}
+
 /* ---- request log, OpenAPI, metrics ---------------------------------------------------------- */
 
 static void test_request_log_has_one_json_line_per_request_and_no_secrets(void **state)
@@ -784,6 +866,8 @@ int itest_group_ops(void)
         T(test_sigterm_completes_in_flight_request_then_exits_0),
         T(test_sigterm_idle_daemon_exits_0_quickly),
         T(test_systemd_notify_ready_then_stopping),
+        T(test_systemd_watchdog_pings_only_while_the_server_answers),
+        T(test_systemd_watchdog_for_another_pid_sends_no_pings),
         T(test_request_log_has_one_json_line_per_request_and_no_secrets),
         T(test_openapi_document_is_served),
         T(test_metrics_are_served_to_loopback_in_prometheus_format),
