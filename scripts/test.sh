@@ -8,8 +8,12 @@
 #                                  build's integration suite, the real-browser sign-in test
 #                                  (tests/browser/: Debian's chromium driven with playwright-core
 #                                  through Google/Apple sign-in against the fake providers, CORS
-#                                  judged by the browser; about 6 s when it passes)
-#   ./scripts/test.sh --quick      normal build only, no valgrind (the browser test still runs)
+#                                  judged by the browser; about 6 s when it passes); the
+#                                  deployment checks (tests/ops/: the systemd unit through
+#                                  systemd-analyze verify, the Dockerfile built or its stages
+#                                  reproduced)
+#   ./scripts/test.sh --quick      normal build only, no valgrind, no deployment checks (the
+#                                  browser test still runs)
 #   ./scripts/test.sh --no-valgrind   skip the valgrind run (INKLET_TEST_VALGRIND=0)
 #
 # Services and logs live in .test-run/ (git-ignored, wiped at every start). The last line is
@@ -219,7 +223,7 @@ trap 'exit 129' HUP
 # ------------------------------------------------------------------ step bodies
 do_packages() {
   local -a pkgs=("${INKLET_PKGS_BUILD[@]}" "${INKLET_PKGS_SERVICES[@]}")
-  ((VALGRIND)) && pkgs+=("${INKLET_PKGS_TEST[@]}")
+  ((VALGRIND || !QUICK)) && pkgs+=("${INKLET_PKGS_TEST[@]}")
   # chromium always; nodejs/npm only when node/npm are missing (see svc_browser_packages)
   if ((BROWSER)); then mapfile -t -O "${#pkgs[@]}" pkgs < <(svc_browser_packages); fi
   svc_ensure_packages "${pkgs[@]}"
@@ -384,6 +388,24 @@ do_browser() {
   return "$rc"
 }
 
+# The shipped systemd unit (systemd-analyze verify) and the Dockerfile (built with an engine, else
+# its stages reproduced here): tests/ops/, cmocka-format output. The Dockerfile's runtime check
+# starts the binary it built against a fresh database of our PostgreSQL.
+do_deploy() {
+  local db=itest_deploy rc=0
+  svc_pg_create_db "$PG_DIR" "$db" --fresh
+  DATABASE_URL="$(svc_pg_url "$PG_DIR" "$db")" "$ROOT/build/inkletd" migrate
+  "$ROOT/tests/ops/check_unit.sh" "$ROOT/build" >"$TR/logs/unit.log" 2>&1 || rc=$?
+  cat "$TR/logs/unit.log"
+  count_cmocka -v name="systemd unit" -v rc="$rc" <"$TR/logs/unit.log"
+  local rc2=0
+  INKLET_DOCKER_DATABASE_URL="$(svc_pg_url "$PG_DIR" "$db")" \
+    run_bounded 1200 "$ROOT/tests/ops/check_docker.sh" >"$TR/logs/docker.log" 2>&1 || rc2=$?
+  cat "$TR/logs/docker.log"
+  count_cmocka -v name="Dockerfile" -v rc="$rc2" <"$TR/logs/docker.log"
+  ((rc == 0 && rc2 == 0))
+}
+
 # ------------------------------------------------------------------ the run
 echo "Inklet tests: builds: ${BUILDS[*]}; valgrind: $([[ $VALGRIND == 1 ]] && echo yes || echo no);" \
   "browser: $([[ $BROWSER == 1 ]] && echo yes || echo no); jobs: $JOBS"
@@ -425,6 +447,14 @@ for b in "${BUILDS[@]}"; do
     fi
   fi
 done
+
+if ((!QUICK)); then
+  if [[ -n "${OK[services]:-}" ]]; then
+    step --tests deploy "deployment files (systemd unit, Dockerfile)" do_deploy
+  else
+    skip "deployment files (systemd unit, Dockerfile)" "services did not start"
+  fi
+fi
 
 if ((VALGRIND)); then
   if [[ -n "${OK[build]:-}" && -n "${OK[services]:-}" ]]; then
