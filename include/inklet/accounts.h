@@ -24,6 +24,15 @@ enum ink_status ink_account_register(const char *email, const char *username, co
 enum ink_status ink_account_login(const char *identifier, const char *password,
                                   const struct ink_client *client, struct ink_tokens *tokens,
                                   json_t **user, unsigned *retry_after, struct ink_err *err);
+/** Password sign-ins by outcome, for /metrics. */
+enum ink_login_result {
+    INK_LOGIN_OK,
+    INK_LOGIN_FAILED,  /* wrong password, unknown or OAuth-only account */
+    INK_LOGIN_BACKOFF, /* refused by the per-account back-off */
+    INK_LOGIN_ERROR,   /* database or hashing unavailable */
+    INK_LOGIN_RESULTS
+};
+void ink_account_login_stats(unsigned long long out[INK_LOGIN_RESULTS]);
 /** The GET /auth/me object (new ref). INK_UNAUTHORIZED if the user no longer exists. */
 enum ink_status ink_account_me(const char *user_id, json_t **out);
 /** PATCH /auth/me. Any of username/email may be NULL. */

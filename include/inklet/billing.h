@@ -55,6 +55,7 @@ void ink_billing_cancel_due(unsigned *done, unsigned *failed);
 int ink_billing_sync(FILE *out);
 
 /** Counters for /metrics. */
+struct ink_histogram;
 struct ink_billing_stats {
     unsigned long long webhook_applied;   /* stored with their effect (or none: unknown customer,
                                              older than the stored state) */
@@ -63,6 +64,7 @@ struct ink_billing_stats {
     unsigned long long webhook_rejected;  /* 400: signature or payload */
     unsigned long long webhook_failed;    /* 5xx: could not be stored, Stripe retries */
     unsigned long long stripe_ok, stripe_failed; /* API calls (after their retries) */
+    const struct ink_histogram *stripe_latency;  /* seconds per call, retries included */
 };
 void ink_billing_get_stats(struct ink_billing_stats *out);
 

@@ -58,6 +58,8 @@ enum ink_status ink_stripe_call(const char *method, const char *path, const stru
                                 const char *idempotency_key, int64_t deadline, json_t **out);
 
 /** Calls that ended in success / in failure (after retries), for /metrics. */
-void ink_stripe_stats(unsigned long long *ok, unsigned long long *failed);
+struct ink_histogram;
+void ink_stripe_stats(unsigned long long *ok, unsigned long long *failed,
+                      const struct ink_histogram **latency);
 
 #endif

@@ -10,6 +10,7 @@
 #include "inklet/plan.h"
 #include "inklet/validate.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,14 @@ static const struct ink_sql SQL_LOGIN_OK = {
                 " UPDATE users SET password_hash = COALESCE($2, password_hash)"
                 " WHERE id = $1::text::uuid"};
 
+static atomic_ullong logins[INK_LOGIN_RESULTS];
+
+void ink_account_login_stats(unsigned long long out[INK_LOGIN_RESULTS])
+{
+    for (int i = 0; i < INK_LOGIN_RESULTS; i++)
+        out[i] = atomic_load(&logins[i]);
+}
+
 enum ink_status ink_account_login(const char *identifier, const char *password,
                                   const struct ink_client *client, struct ink_tokens *tokens,
                                   json_t **user, unsigned *retry_after, struct ink_err *err)
@@ -244,6 +253,11 @@ out:
         *err = (struct ink_err){0}; /* an outage is not a credentials problem */
     if (st != INK_OK)
         ink_tokens_free(tokens);
+    atomic_fetch_add(&logins[st == INK_OK             ? INK_LOGIN_OK
+                             : st == INK_UNAUTHORIZED ? INK_LOGIN_FAILED
+                             : st == INK_RATE_LIMITED ? INK_LOGIN_BACKOFF
+                                                      : INK_LOGIN_ERROR],
+                     1);
     PQclear(r);
     ink_db_release(db);
     free(new_phc);

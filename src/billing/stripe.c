@@ -6,6 +6,7 @@
 #include "inklet/app.h"
 #include "inklet/buf.h"
 #include "inklet/deadline.h"
+#include "inklet/histogram.h"
 #include "inklet/http_client.h"
 #include "inklet/json.h"
 #include "inklet/log.h"
@@ -25,6 +26,7 @@
 #define BACKOFF_FIRST_MS 250
 
 static atomic_ullong calls_ok, calls_failed;
+static struct ink_histogram latency = INK_HISTOGRAM(INK_HIST_REQUEST_BOUNDS);
 static char *auth_header;
 
 bool ink_stripe_configured(void)
@@ -151,6 +153,7 @@ enum ink_status ink_stripe_call(const char *method, const char *path, const stru
     /* retrying a POST is only safe with an idempotency key */
     bool may_retry = strcmp(method, "POST") != 0 || idempotency_key;
     int64_t paused = ink_deadline_pause();
+    int64_t started_us = ink_now_mono_us();
     struct ink_http_response a;
     int attempts = 0;
     int64_t backoff = BACKOFF_FIRST_MS;
@@ -183,13 +186,16 @@ enum ink_status ink_stripe_call(const char *method, const char *path, const stru
         log_failure(method, path, &a, attempts);
     }
     ink_http_response_free(&a);
+    ink_histogram_observe(&latency, (double)(ink_now_mono_us() - started_us) / 1e6);
     atomic_fetch_add_explicit(st == INK_OK || st == INK_NOT_FOUND ? &calls_ok : &calls_failed, 1,
                               memory_order_relaxed);
     return st;
 }
 
-void ink_stripe_stats(unsigned long long *ok, unsigned long long *failed)
+void ink_stripe_stats(unsigned long long *ok, unsigned long long *failed,
+                      const struct ink_histogram **latency_out)
 {
+    *latency_out = &latency;
     *ok = atomic_load(&calls_ok);
     *failed = atomic_load(&calls_failed);
 }

@@ -23,7 +23,7 @@ void ink_billing_get_stats(struct ink_billing_stats *out)
     out->webhook_ignored = atomic_load(&n_ignored);
     out->webhook_rejected = atomic_load(&n_rejected);
     out->webhook_failed = atomic_load(&n_failed);
-    ink_stripe_stats(&out->stripe_ok, &out->stripe_failed);
+    ink_stripe_stats(&out->stripe_ok, &out->stripe_failed, &out->stripe_latency);
 }
 
 static void count(atomic_ullong *c)

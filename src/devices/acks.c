@@ -148,7 +148,7 @@ void ink_device_acks_stop(void)
 
 void ink_devices_get_stats(struct ink_device_stats *out)
 {
-    out->redelivered = ink_devices_redelivered();
+    ink_cmd_get_stats(out);
     out->acks_written = atomic_load(&acks.written);
     out->acks_lost = atomic_load(&acks.overflow);
     out->acks_backlog = ink_device_acks_backlog();

@@ -6,6 +6,7 @@
 #include "inklet/app.h"
 #include "inklet/device_link.h"
 #include "inklet/devices.h"
+#include "inklet/histogram.h"
 #include "inklet/ids.h"
 #include "inklet/json.h"
 #include "inklet/log.h"
@@ -72,6 +73,23 @@ static json_t *command_json(const PGresult *r, int i, const char *device_id)
 
 /* ---- storing and publishing ---------------------------------------------------------------- */
 
+/* what this instance did to the command log (metrics) */
+static atomic_ullong redelivered, enqueued, delivered, canceled, expired;
+/* from POST to the display's report: seconds for an awake display, hours for a sleeping one */
+static const double DELIVERY_BOUNDS[] = {0.1, 0.25, 0.5, 1,   2.5,  5,     10,
+                                         30,  60,   300, 900, 3600, 14400, 86400};
+static struct ink_histogram delivery = INK_HISTOGRAM(DELIVERY_BOUNDS);
+
+void ink_cmd_get_stats(struct ink_device_stats *out)
+{
+    out->redelivered = atomic_load(&redelivered);
+    out->enqueued = atomic_load(&enqueued);
+    out->delivered = atomic_load(&delivered);
+    out->canceled = atomic_load(&canceled);
+    out->expired = atomic_load(&expired);
+    out->delivery = &delivery;
+}
+
 /* last_published_at is set in the INSERT when the command goes out at once, so a heartbeat in
  * the next 5 s does not publish it a second time */
 static const struct ink_sql SQL_INSERT = {
@@ -100,6 +118,8 @@ enum ink_status ink_cmd_enqueue(struct ink_db *db, const char *device_id, const 
         ink_db_exec(db, &SQL_INSERT, 6,
                     (const char *[]){id, device_id, kind, payload, ttl, now ? "t" : "f"}, &r);
     if (st == INK_OK) {
+        if (!in_tx) /* one in a transaction is counted only if it commits: not here */
+            atomic_fetch_add(&enqueued, 1);
         /* a refused publish changes nothing: the command waits for the display's next
          * heartbeat */
         if (now && !publish(thing, id, kind, fields))
@@ -126,12 +146,6 @@ static const struct ink_sql SQL_CLAIM_UNDELIVERED = {
     "  RETURNING id, kind, payload, created_at)"
     " SELECT id, kind, payload FROM u ORDER BY created_at, id"};
 
-static atomic_ullong redelivered;
-
-unsigned long long ink_devices_redelivered(void)
-{
-    return atomic_load(&redelivered);
-}
 
 enum ink_status ink_cmd_redeliver(struct ink_db *db, const char *device_id, const char *thing)
 {
@@ -169,11 +183,21 @@ static const struct ink_sql SQL_DELIVERED = {
     "  WHERE id = $1 AND device_id = $2) c"
     " WHERE d.device_id = $2 AND d.status IN ('queued', 'sent') AND d.expires_at > now()"
     "  AND (d.id = c.id OR (d.last_published_at >= c.published_seen_at"
-    "   AND (d.created_at, d.id) < (c.created_at, c.id)))"};
+    "   AND (d.created_at, d.id) < (c.created_at, c.id)))"
+    " RETURNING extract(epoch FROM d.delivered_at - d.created_at)"};
 
 enum ink_status ink_cmd_delivered(struct ink_db *db, const char *device_id, const char *command_id)
 {
-    return ink_db_exec(db, &SQL_DELIVERED, 2, (const char *[]){command_id, device_id}, NULL);
+    PGresult *r;
+    enum ink_status st =
+        ink_db_exec(db, &SQL_DELIVERED, 2, (const char *[]){command_id, device_id}, &r);
+    if (st != INK_OK)
+        return st;
+    for (int i = 0; i < PQntuples(r); i++)
+        ink_histogram_observe(&delivery, strtod(PQgetvalue(r, i, 0), NULL));
+    atomic_fetch_add(&delivered, (unsigned long long)PQntuples(r));
+    PQclear(r);
+    return INK_OK;
 }
 
 static const struct ink_sql SQL_CANCEL_UNDELIVERED = {
@@ -182,6 +206,7 @@ static const struct ink_sql SQL_CANCEL_UNDELIVERED = {
 
 enum ink_status ink_cmd_cancel_undelivered(struct ink_db *db, const char *device_id)
 {
+    /* called inside the unbind or deletion transaction: not counted (it may roll back) */
     return ink_db_exec(db, &SQL_CANCEL_UNDELIVERED, 1, (const char *[]){device_id}, NULL);
 }
 
@@ -247,6 +272,7 @@ enum ink_status ink_device_cancel_command(const char *user_id, const char *devic
         INK_OK)
         goto out;
     if (PQntuples(r) == 1) {
+        atomic_fetch_add(&canceled, 1);
         *out = command_json(r, 0, device_id);
     } else {
         *err = (struct ink_err){"command_finished",
@@ -307,10 +333,13 @@ static const struct ink_sql SQL_PRUNE = {
 
 enum ink_status ink_devices_prune(long long *count)
 {
-    long long expired = 0, pruned = 0;
-    enum ink_status st = ink_db_affected(&SQL_EXPIRE, &expired);
+    long long pruned = 0;
+    long long n_expired = 0;
+    enum ink_status st = ink_db_affected(&SQL_EXPIRE, &n_expired);
+    if (n_expired > 0)
+        atomic_fetch_add(&expired, (unsigned long long)n_expired);
     if (st == INK_OK)
         st = ink_db_affected(&SQL_PRUNE, &pruned);
-    *count = expired + pruned;
+    *count = n_expired + pruned;
     return st;
 }

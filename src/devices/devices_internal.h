@@ -3,6 +3,7 @@
 #ifndef INKLET_DEVICES_INTERNAL_H
 #define INKLET_DEVICES_INTERNAL_H
 #include "inklet/db.h"
+#include "inklet/device_link.h"
 #include "inklet/status.h"
 
 #include <jansson.h>
@@ -60,8 +61,8 @@ enum ink_status ink_cmd_delivered(struct ink_db *db, const char *device_id, cons
 /** Cancels every undelivered command of the device (unbind: the next owner never sees them). */
 enum ink_status ink_cmd_cancel_undelivered(struct ink_db *db, const char *device_id);
 
-/** Commands published again on a heartbeat, for /metrics. */
-unsigned long long ink_devices_redelivered(void);
+/** The command log's counters (the part of ink_devices_get_stats kept in commands.c). */
+void ink_cmd_get_stats(struct ink_device_stats *out);
 
 /* ---- acks.c ---- */
 

@@ -58,7 +58,8 @@ enum ink_status ink_h_metrics(struct ink_req *req)
 {
     if (!metrics_allowed(req))
         return ink_fail(req, INK_NOT_FOUND, "not_found", "No such route.");
-    return ink_reply_text(req, 200, "text/plain; version=0.0.4", ink_metrics_render());
+    return ink_reply_text(req, 200, "text/plain; version=0.0.4; charset=utf-8",
+                          ink_metrics_render());
 }
 
 enum ink_status ink_h_openapi(struct ink_req *req)

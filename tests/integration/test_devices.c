@@ -2230,6 +2230,12 @@ static void test_queued_commands_arrive_in_order_and_one_report_delivers_all(voi
     fdev_bind(&f, &u);
     char ids[3][37];
     const char *texts[3] = {"one", "two", "three"};
+    static const char *const counted[] = {
+        "inklet_commands_total{status=\"queued\"}", "inklet_commands_total{status=\"delivered\"}",
+        "inklet_commands_redelivered_total", "inklet_command_delivery_seconds_count"};
+    unsigned long long before[4];
+    for (int i = 0; i < 4; i++)
+        before[i] = itest_metric(D, counted[i]);
     for (int i = 0; i < 3; i++)
         send_text_ok(&u, &f, texts[i], ids[i]);
     for (int i = 0; i < 3; i++) {
@@ -2254,6 +2260,15 @@ static void test_queued_commands_arrive_in_order_and_one_report_delivers_all(voi
     assert_true(publish_state(&f, json_pack("{s:s}", "lastCmd", ids[2])));
     for (int i = 0; i < 3; i++)
         expect_status_now(&u, f.id, ids[i], "delivered");
+    /* /metrics counted the three stored; the heartbeat repeated, and the report delivered
+     * (each with its time), those three and the two still open from the pairing: the claim
+     * code and `bound` */
+    unsigned long long now[4];
+    for (int i = 0; i < 4; i++)
+        now[i] = itest_metric(D, counted[i]);
+    assert_int_equal(now[0] - before[0], 3);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(now[i] - before[i], 3 + 2);
 }
 
 /* The display was offline when T went out (a clean session misses it) and woke within 5 s, so

@@ -359,7 +359,7 @@ static void test_oauth_google_web_flow_ends_at_the_web_target_with_working_token
     (void)state;
     struct identity id;
     signed_in_as("google", &id);
-    static const char ok_metric[] = "inklet_oauth_signins_total{provider=\"google\",result=\"ok\"}";
+    static const char ok_metric[] = "inklet_signins_total{provider=\"google\",result=\"ok\"}";
     unsigned long long ok_before = itest_metric(D, ok_metric);
     char *authorize = start(D, "google", "?client=web");
     /* what the provider is asked for (§2.1 step 1) */
@@ -507,7 +507,7 @@ static void test_oauth_denied_at_the_provider_is_oauth_failed(void **state)
     struct identity id;
     signed_in_as("google", &id);
     static const char failed_metric[] =
-        "inklet_oauth_signins_total{provider=\"google\",result=\"failed\"}";
+        "inklet_signins_total{provider=\"google\",result=\"failed\"}";
     unsigned long long before = itest_metric(D, failed_metric);
     json_decref(itest_fake_callf(&fake, "POST", "/_fake/deny", "{s:s,s:b}", "provider", "google",
                                  "deny", 1));

@@ -1,6 +1,7 @@
 /* Contract §1 and §6: health, readiness, migrations, configuration, graceful shutdown, and
  * behaviour while the database is down. */
 #include "harness.h"
+#include "promtext.h"
 
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -849,8 +850,64 @@ static void test_metrics_are_served_to_loopback_in_prometheus_format(void **stat
                                    "status=\"2x\"}"));
     assert_non_null(strstr(r.body, "inklet_db_pool_size "));
     assert_non_null(strstr(r.body, "inklet_broker_connected "));
-    assert_non_null(strstr(r.body, "inklet_http_request_duration_ms_bucket{le=\"+Inf\"}"));
+    assert_non_null(strstr(r.body, "inklet_http_request_duration_seconds_bucket{method=\"GET\","
+                                   "route=\"/health\",le=\"+Inf\"}"));
     itest_resp_free(&r);
+}
+
+/* The whole live page, after traffic on the main routes, is valid by a strict parser of the
+ * text format and our naming rules (tests/support/promtext.h), and counts what happened. */
+static void test_metrics_page_passes_a_strict_prometheus_parser(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session s;
+    itest_login(D, &u, &s);
+    unsigned long long ok_before =
+        itest_metric(D, "inklet_signins_total{provider=\"password\",result=\"ok\"}");
+    unsigned long long failed_before =
+        itest_metric(D, "inklet_signins_total{provider=\"password\",result=\"failed\"}");
+    struct itest_session s2;
+    itest_login(D, &u, &s2);
+    struct itest_resp r;
+    itest_callf(D, "POST", "/auth/login", NULL, &r, "{s:s,s:s}", "identifier", u.username,
+                "password", "wrong password here");
+    itest_expect_error(&r, 401, "invalid_credentials");
+    itest_resp_free(&r);
+    itest_call(D, "GET", "/auth/me", s.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    itest_call(D, "GET", "/api/devices", s.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    itest_get(D, "/no/such/route", &r);
+    itest_expect_status(&r, 404);
+    itest_resp_free(&r);
+    itest_get(D, "/metrics", &r);
+    itest_expect_status(&r, 200);
+    assert_string_equal(itest_header(&r, "Content-Type"),
+                        "text/plain; version=0.0.4; charset=utf-8");
+    struct prom_page page;
+    char err[256];
+    bool ok = prom_parse(r.body, &page, err, sizeof err);
+    if (!ok)
+        fprintf(stderr, "  /metrics: %s\n", err);
+    assert_true(ok);
+    assert_true(prom_has_family(&page, "inklet_http_request_duration_seconds"));
+    assert_true(prom_has_family(&page, "inklet_command_delivery_seconds"));
+    assert_true(prom_has_family(&page, "process_resident_memory_bytes"));
+    prom_page_free(&page);
+    assert_non_null(strstr(r.body, "inklet_http_request_duration_seconds_count{method=\"GET\","
+                                   "route=\"/api/devices\"} "));
+    itest_resp_free(&r);
+    assert_int_equal(itest_metric(D, "inklet_signins_total{provider=\"password\",result=\"ok\"}"),
+                     ok_before + 1);
+    assert_int_equal(
+        itest_metric(D, "inklet_signins_total{provider=\"password\",result=\"failed\"}"),
+        failed_before + 1);
+    assert_true(itest_metric(D, "process_resident_memory_bytes") > 1000000);
+    assert_true(itest_metric(D, "process_open_fds") > 3);
 }
 
 int itest_group_ops(void)
@@ -871,6 +928,7 @@ int itest_group_ops(void)
         T(test_request_log_has_one_json_line_per_request_and_no_secrets),
         T(test_openapi_document_is_served),
         T(test_metrics_are_served_to_loopback_in_prometheus_format),
+        T(test_metrics_page_passes_a_strict_prometheus_parser),
     };
     return cmocka_run_group_tests_name("ops", tests, itest_group_setup, itest_group_teardown);
 }
