@@ -1,5 +1,7 @@
-/** Access tokens: HS256 JWTs with every claim checked. libjwt 1.10 trusts the token's own `alg`
- *  and checks no claims, so this module pins the algorithm and validates each claim itself. */
+/** Access tokens: HS256 JWTs with every claim checked. libjwt signs them; verification does not
+ *  use libjwt (it trusts the token's own `alg`, checks no claims, has a heap overflow on empty
+ *  segments, and cost half the instructions of GET /auth/me): the header must be byte for byte
+ *  the one we issue, the HMAC-SHA256 is compared in constant time, then each claim is checked. */
 #ifndef INKLET_TOKEN_H
 #define INKLET_TOKEN_H
 #include "inklet/ids.h"
@@ -23,8 +25,9 @@ struct ink_token_claims {
 /** Signs a new access token; returns a malloc'd string (caller frees) or NULL on failure. */
 char *ink_token_issue(const unsigned char *secret, size_t secret_len, const char *user_id,
                       const char *session_id, long long now, unsigned ttl);
-/** Verifies signature (HS256 only), `typ`="access", `iss`, `aud`, integer `exp` > now, integer
- *  `iat` not in the future, UUID `sub` and `sid`. INK_OK fills *out; else INK_UNAUTHORIZED. */
+/** Verifies the header (exactly {"alg":"HS256","typ":"JWT"} as issued), the signature, `typ` =
+ *  "access", `iss`, `aud`, integer `exp` > now, integer `iat` not in the future (leeway) and not
+ *  after `exp`, UUID `sub` and `sid`. INK_OK fills *out; else INK_UNAUTHORIZED. Thread-safe. */
 enum ink_status ink_token_verify(const unsigned char *secret, size_t secret_len, const char *token,
                                  long long now, struct ink_token_claims *out);
 

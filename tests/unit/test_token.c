@@ -301,6 +301,52 @@ static void header_alg_mismatching_the_mac_is_rejected(void **state)
     free(payload);
 }
 
+/* Only the header we issue is accepted; an equivalent JSON header (reordered, spaced, with a
+ * key id, or typ left out) correctly signed was not made here. */
+static void header_other_than_the_issued_one_is_rejected(void **state)
+{
+    (void)state;
+    static const char *const headers[] = {
+        "{\"typ\":\"JWT\",\"alg\":\"HS256\"}", "{\"alg\": \"HS256\", \"typ\": \"JWT\"}",
+        "{\"alg\":\"HS256\"}", "{\"alg\":\"HS256\",\"typ\":\"JWT\",\"kid\":\"1\"}",
+        "{\"alg\":\"HS256\",\"alg\":\"HS256\",\"typ\":\"JWT\"}"};
+    json_t *c = good_claims();
+    char *payload = json_dumps(c, JSON_COMPACT);
+    json_decref(c);
+    for (size_t i = 0; i < sizeof headers / sizeof *headers; i++) {
+        char *tok = craft(headers[i], payload, EVP_sha256(), SECRET, SECRET_LEN);
+        assert_int_equal(verify(tok), INK_UNAUTHORIZED);
+        free(tok);
+    }
+    /* the control: the issued header with the same payload and key */
+    char *tok = craft(HS256_HEADER, payload, EVP_sha256(), SECRET, SECRET_LEN);
+    assert_int_equal(verify(tok), INK_OK);
+    free(tok);
+    free(payload);
+}
+
+/* Each thread keys its HMAC once per secret: alternating between two secrets (JWT_SECRET and
+ * JWT_PREVIOUS_SECRET) and a third one must never verify a token under the wrong key. */
+static void alternating_secrets_each_verify_only_their_own_tokens(void **state)
+{
+    (void)state;
+    static const unsigned char THIRD[] = "a-third-secret-a-third-secret-0123456789";
+    const unsigned char *keys[] = {SECRET, OTHER_SECRET, THIRD};
+    size_t lens[] = {SECRET_LEN, OTHER_SECRET_LEN, sizeof THIRD - 1};
+    char *toks[3];
+    for (int k = 0; k < 3; k++)
+        toks[k] = ink_token_issue(keys[k], lens[k], SUB, SID, NOW, TTL);
+    for (int round = 0; round < 4; round++)
+        for (int k = 0; k < 3; k++)
+            for (int t = 0; t < 3; t++) {
+                struct ink_token_claims cl;
+                assert_int_equal(ink_token_verify(keys[k], lens[k], toks[t], NOW, &cl),
+                                 k == t ? INK_OK : INK_UNAUTHORIZED);
+            }
+    for (int k = 0; k < 3; k++)
+        free(toks[k]);
+}
+
 static char other_b64_char(char c)
 {
     return c == 'A' ? 'B' : 'A';
@@ -722,6 +768,8 @@ int main(void)
         cmocka_unit_test(hs512_token_signed_with_the_right_secret_is_rejected),
         cmocka_unit_test(hs384_token_signed_with_the_right_secret_is_rejected),
         cmocka_unit_test(header_alg_mismatching_the_mac_is_rejected),
+        cmocka_unit_test(header_other_than_the_issued_one_is_rejected),
+        cmocka_unit_test(alternating_secrets_each_verify_only_their_own_tokens),
         cmocka_unit_test(tampered_payload_is_rejected),
         cmocka_unit_test(payload_swapped_under_a_valid_signature_is_rejected),
         cmocka_unit_test(tampered_signature_is_rejected),
