@@ -747,8 +747,8 @@ static void test_fleet_login_backoff_counts_failures_on_both_instances(void **st
     fleet_stop(d);
 }
 
-/* A successful login on B (once the block is over) resets the counter A uses too: one wrong
- * password on A is then a plain 401, not a longer block. */
+/* A successful login on B (once the block is over) resets the counter A uses too: after one
+ * more wrong password on A the right one works at once (an unreset counter would block it). */
 static void test_fleet_login_success_on_one_instance_resets_the_backoff_on_both(void **state)
 {
     (void)state;
