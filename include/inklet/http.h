@@ -70,6 +70,8 @@ struct ink_req {
     json_t *resp;
     char *resp_text; /* non-JSON body (owned), with resp_type */
     const char *resp_type;
+    const char *resp_static; /* or a body that outlives the request (not owned), resp_static_len */
+    size_t resp_static_len;
     char *location; /* redirect target (owned), with status 302 */
     const char *err_code;
     const char *err_message;
@@ -81,6 +83,9 @@ struct ink_req {
 
 /** Answers with `status` and `body` (takes ownership; NULL for no body). Returns INK_OK. */
 enum ink_status ink_reply(struct ink_req *req, unsigned status, json_t *body);
+/** A constant body (never freed, never copied): a static string or a document built at start. */
+enum ink_status ink_reply_static(struct ink_req *req, unsigned status, const char *content_type,
+                                 const char *text, size_t len);
 /** Answers with a non-JSON body; takes ownership of the malloc'd `text`. Returns INK_OK. */
 enum ink_status ink_reply_text(struct ink_req *req, unsigned status, const char *content_type,
                                char *text);

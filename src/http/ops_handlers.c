@@ -18,7 +18,8 @@ enum ink_status ink_h_health(struct ink_req *req)
         req->retry_after = 5;
         return ink_reply(req, 503, json_pack("{s:s}", "status", "draining"));
     }
-    return ink_reply(req, 200, json_pack("{s:s}", "status", "ok"));
+    static const char ok[] = "{\"status\":\"ok\"}";
+    return ink_reply_static(req, 200, "application/json; charset=utf-8", ok, sizeof ok - 1);
 }
 
 enum ink_status ink_h_ready(struct ink_req *req)
@@ -64,6 +65,6 @@ enum ink_status ink_h_metrics(struct ink_req *req)
 
 enum ink_status ink_h_openapi(struct ink_req *req)
 {
-    return ink_reply_text(req, 200, "application/json; charset=utf-8",
-                          ink_strndup(ink_openapi_json, ink_openapi_json_len));
+    return ink_reply_static(req, 200, "application/json; charset=utf-8", ink_openapi_json,
+                            ink_openapi_json_len);
 }

@@ -99,6 +99,16 @@ enum ink_status ink_reply_text(struct ink_req *req, unsigned status, const char 
     return INK_OK;
 }
 
+enum ink_status ink_reply_static(struct ink_req *req, unsigned status, const char *content_type,
+                                 const char *text, size_t len)
+{
+    req->status = status;
+    req->resp_static = text;
+    req->resp_static_len = len;
+    req->resp_type = content_type;
+    return INK_OK;
+}
+
 enum ink_status ink_reply_redirect(struct ink_req *req, char *location)
 {
     free(req->location);
@@ -230,13 +240,20 @@ static enum MHD_Result finish(struct conn_ctx *ctx, enum ink_status st)
         len = strlen(text);
         type = req->resp_type;
     }
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, text ? text : (char *)"", text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    const char *persistent = "";
+    if (!text && st == INK_OK && req->resp_static) {
+        persistent = req->resp_static;
+        len = req->resp_static_len;
+        type = req->resp_type;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, text ? text : (char *)persistent,
+                                        text ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(text);
         return MHD_NO;
     }
-    if (text)
+    if (text || *persistent)
         add_header(r, "Content-Type", type);
     add_header(r, "X-Request-Id", req->request_id);
     add_header(r, "Cache-Control", "no-store");
