@@ -175,10 +175,12 @@ static const struct ink_sql SQL_LOGIN_FAILED = {
     "    power(2, LEAST(f.failures + 1 - $2::int, 30))::int))"
     "   ELSE f.blocked_until END"};
 
+/* Writes nothing in the common case (no failures on record, no rehash), so its commit needs no
+ * WAL flush: the login's one durable write is the session. */
 static const struct ink_sql SQL_LOGIN_OK = {
     "login_ok", "WITH d AS (DELETE FROM login_failures WHERE key = 'user:' || $1::text)"
-                " UPDATE users SET password_hash = COALESCE($2, password_hash)"
-                " WHERE id = $1::text::uuid"};
+                " UPDATE users SET password_hash = $2"
+                " WHERE id = $1::text::uuid AND $2::text IS NOT NULL"};
 
 static atomic_ullong logins[INK_LOGIN_RESULTS];
 
