@@ -31,6 +31,7 @@ struct ink_config {
     unsigned db_timeout; /* seconds: the longest a request waits for the database */
     /* tokens */
     char *jwt_secret;
+    char *jwt_previous_secret; /* NULL unless a key rotation is under way */
     unsigned access_token_ttl;
     unsigned refresh_idle_ttl;
     unsigned session_max_ttl;

@@ -14,13 +14,17 @@
 #include <strings.h>
 #include <time.h>
 
-static const unsigned char *secret;
-static size_t secret_len;
+static const unsigned char *secret, *previous;
+static size_t secret_len, previous_len;
 
 void ink_auth_init(void)
 {
     secret = (const unsigned char *)ink_app.cfg.jwt_secret;
     secret_len = strlen(ink_app.cfg.jwt_secret);
+    /* during a key rotation, tokens signed with the old key stay valid until they expire;
+     * new tokens are always signed with JWT_SECRET */
+    previous = (const unsigned char *)ink_app.cfg.jwt_previous_secret;
+    previous_len = previous ? strlen(ink_app.cfg.jwt_previous_secret) : 0;
 }
 
 void ink_tokens_free(struct ink_tokens *t)
@@ -63,7 +67,9 @@ enum ink_status ink_auth_authenticate(const char *authorization, struct ink_auth
     while (*token == ' ')
         token++;
     struct ink_token_claims c;
-    if (ink_token_verify(secret, secret_len, token, (long long)time(NULL), &c) != INK_OK)
+    long long now = (long long)time(NULL);
+    if (ink_token_verify(secret, secret_len, token, now, &c) != INK_OK &&
+        (!previous || ink_token_verify(previous, previous_len, token, now, &c) != INK_OK))
         return INK_UNAUTHORIZED;
     if (!session_cache_lookup(c.sid, c.sub)) {
         PGresult *r;

@@ -182,6 +182,7 @@ static const struct config_key CONFIG_KEYS[] = {
     U("DB_POOL_SIZE", "", db_pool_size, 1, 1024),
     U("DB_TIMEOUT", "3", db_timeout, 1, 600),
     S("JWT_SECRET", NULL, jwt_secret, F_SECRET | F_REQ_SERVE, v_jwt_secret),
+    S("JWT_PREVIOUS_SECRET", NULL, jwt_previous_secret, F_SECRET, v_jwt_secret),
     U("ACCESS_TOKEN_TTL", "900", access_token_ttl, 10, 86400),
     U("REFRESH_IDLE_TTL", "2592000", refresh_idle_ttl, 1, 31536000),
     U("SESSION_MAX_TTL", "7776000", session_max_ttl, 1, 315360000),

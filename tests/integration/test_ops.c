@@ -97,6 +97,9 @@ static void test_bad_or_missing_secrets_are_named_never_printed(void **state)
     expect_config_rejected(NULL, (const char *const[]){"JWT_SECRET=too-short-secret-xyz", NULL},
                            "JWT_SECRET", "too-short-secret-xyz");
     expect_config_rejected(NULL, (const char *const[]){"JWT_SECRET", NULL}, "JWT_SECRET", NULL);
+    expect_config_rejected(NULL,
+                           (const char *const[]){"JWT_PREVIOUS_SECRET=short-old-secret", NULL},
+                           "JWT_PREVIOUS_SECRET", "short-old-secret");
     expect_config_rejected(NULL, (const char *const[]){"FACTORY_SECRET=0123456789abcdeX", NULL},
                            "FACTORY_SECRET", "0123456789abcdeX");
     expect_config_rejected("migrate", (const char *const[]){"DATABASE_URL", NULL}, "DATABASE_URL",

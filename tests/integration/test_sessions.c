@@ -656,6 +656,43 @@ static void test_bearer_routes_reject_forged_claims(void **state)
     expect_forged_rejected(forge(&u, "HS256", "another-secret-another-secret-0123456789", NULL));
 }
 
+/* ---- JWT_SECRET rotation (contract §6) ------------------------------------------------ */
+
+/* During a rotation the old key (JWT_PREVIOUS_SECRET) still verifies the tokens it signed; new
+ * tokens are signed with JWT_SECRET only; once the old key is removed its tokens die. */
+static void test_rotation_accepts_previous_secret_tokens_and_signs_with_the_new(void **state)
+{
+    (void)state;
+    static const char NEW_SECRET[] = "rotated-secret-rotated-secret-rotated-0123456789";
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_session old_s;
+    itest_login(D, &u, &old_s); /* signed with the suite's secret: the old key */
+    char jwt_new[128], jwt_prev[128];
+    snprintf(jwt_new, sizeof jwt_new, "JWT_SECRET=%s", NEW_SECRET);
+    snprintf(jwt_prev, sizeof jwt_prev, "JWT_PREVIOUS_SECRET=%s", itest.jwt_secret);
+    struct itest_daemon *rotating =
+        itest_daemon_start((const char *const[]){jwt_new, jwt_prev, NULL});
+    assert_non_null(rotating);
+    assert_int_equal(itest_me_status(rotating, old_s.access), 200);
+    struct itest_session new_s;
+    itest_login(rotating, &u, &new_s);
+    assert_int_equal(itest_me_status(rotating, new_s.access), 200);
+    /* signed with the new key, not the previous one: the old-key server refuses it */
+    assert_int_equal(itest_me_status(D, new_s.access), 401);
+    /* a token signed with neither key */
+    char *other = forge(&u, "HS256", "neither-secret-neither-secret-0123456789abc", NULL);
+    assert_int_equal(itest_me_status(rotating, other), 401);
+    free(other);
+    assert_int_equal(itest_daemon_stop(rotating), 0);
+    /* the rotation is over: only the new key */
+    struct itest_daemon *rotated = itest_daemon_start((const char *const[]){jwt_new, NULL});
+    assert_non_null(rotated);
+    assert_int_equal(itest_me_status(rotated, old_s.access), 401);
+    assert_int_equal(itest_me_status(rotated, new_s.access), 200);
+    assert_int_equal(itest_daemon_stop(rotated), 0);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, itest_teardown)
 
 int itest_group_sessions(void)
@@ -683,6 +720,7 @@ int itest_group_sessions(void)
         T(test_bearer_routes_reject_alg_none_token),
         T(test_bearer_routes_reject_expired_token),
         T(test_bearer_routes_reject_forged_claims),
+        T(test_rotation_accepts_previous_secret_tokens_and_signs_with_the_new),
     };
     return cmocka_run_group_tests_name("sessions", tests, itest_group_setup, itest_group_teardown);
 }
