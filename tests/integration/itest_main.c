@@ -18,6 +18,8 @@ extern int itest_group_billing(void) __attribute__((weak));
 extern int itest_group_oauth(void) __attribute__((weak));
 /* Two instances on one database and one broker (issue 10). */
 extern int itest_group_fleet(void) __attribute__((weak));
+/* Issue 10's fault runs: they stop PostgreSQL and the broker, so they run at the end. */
+extern int itest_group_faults(void) __attribute__((weak));
 
 static bool migrate_twice_at_once(void)
 {
@@ -79,6 +81,8 @@ int main(void)
         failed += itest_group_broker_link();
     if (itest_group_fleet)
         failed += itest_group_fleet();
+    if (itest_group_faults)
+        failed += itest_group_faults(); /* restarts PostgreSQL and the broker */
     failed += itest_group_outage(); /* last: it stops and restarts PostgreSQL */
     failed += itest_fixture_failures;
     fprintf(stderr, "inklet-itest: %d failure(s) in %.1f s\n", failed,
