@@ -50,6 +50,8 @@ static atomic_bool stop_load;
 
 static bool pg_stopped, broker_stopped;
 static struct itest_mqtt *mq; /* the displays' side of the broker test */
+static int *idle_fds;         /* the idle connections test's sockets */
+static unsigned idle_n;
 
 static const char *env_or_null(const char *name)
 {
@@ -70,6 +72,12 @@ static int faults_teardown(void **state)
     if (mq)
         itest_mqtt_free(mq);
     mq = NULL;
+    for (unsigned i = 0; i < idle_n; i++)
+        if (idle_fds[i] >= 0)
+            close(idle_fds[i]);
+    free(idle_fds);
+    idle_fds = NULL;
+    idle_n = 0;
     return itest_teardown(state);
 }
 
@@ -90,29 +98,34 @@ struct fd_census {
     unsigned ports[64]; /* local ports of the pg sockets */
 };
 
-/* Socket inode -> remote port and local port, from /proc/<pid>/net/tcp. */
-static bool tcp_ports_of_inode(pid_t pid, unsigned long inode, unsigned *local, unsigned *remote)
+/* The sockets connected to PostgreSQL in the process's network namespace: inode and local
+ * port, from /proc/<pid>/net/tcp (read once per census: it lists every socket of the host). */
+struct pg_socks {
+    unsigned long inode[256];
+    unsigned local[256];
+    unsigned n;
+};
+
+static void pg_sockets(pid_t pid, unsigned port, struct pg_socks *ps)
 {
+    ps->n = 0;
     char path[64], line[512];
     snprintf(path, sizeof path, "/proc/%d/net/tcp", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return false;
-    bool found = false;
-    while (!found && fgets(line, sizeof line, f)) {
+        return;
+    while (fgets(line, sizeof line, f) && ps->n < ITEST_ARRAY_LEN(ps->inode)) {
         unsigned lport, rport, st;
         unsigned long ino;
         char laddr[16], raddr[16];
         if (sscanf(line, " %*u: %15[0-9A-Fa-f]:%x %15[0-9A-Fa-f]:%x %x %*s %*s %*s %*u %*u %lu",
                    laddr, &lport, raddr, &rport, &st, &ino) == 6 &&
-            ino == inode) {
-            *local = lport;
-            *remote = rport;
-            found = true;
+            rport == port) {
+            ps->inode[ps->n] = ino;
+            ps->local[ps->n++] = lport;
         }
     }
     fclose(f);
-    return found;
 }
 
 static void fd_census(pid_t pid, struct fd_census *c)
@@ -123,7 +136,8 @@ static void fd_census(pid_t pid, struct fd_census *c)
     DIR *d = opendir(dir);
     if (!d)
         return;
-    unsigned port = pg_port();
+    struct pg_socks ps;
+    pg_sockets(pid, pg_port(), &ps);
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
@@ -136,11 +150,13 @@ static void fd_census(pid_t pid, struct fd_census *c)
             continue;
         target[n] = '\0';
         unsigned long inode;
-        unsigned local, remote;
-        if (sscanf(target, "socket:[%lu]", &inode) == 1 &&
-            tcp_ports_of_inode(pid, inode, &local, &remote) && remote == port) {
+        if (sscanf(target, "socket:[%lu]", &inode) != 1)
+            continue;
+        for (unsigned i = 0; i < ps.n; i++) {
+            if (ps.inode[i] != inode)
+                continue;
             if (c->pg < ITEST_ARRAY_LEN(c->ports))
-                c->ports[c->pg] = local;
+                c->ports[c->pg] = ps.local[i];
             c->pg++;
         }
     }
@@ -1001,13 +1017,14 @@ static void test_faults_2000_idle_connections_leave_health_answering_then_time_o
     struct fd_census before;
     settled_census(d->pid, &before);
 
-    int *fds = calloc(n, sizeof *fds);
+    int *fds = idle_fds = calloc(n, sizeof *fds);
     assert_non_null(fds);
     int64_t t_open = itest_now_ms();
     unsigned opened = 0;
     for (unsigned i = 0; i < n; i++) {
         fds[i] = idle_connect(2 + i % 40, d->port); /* 127.0.0.2 ... 127.0.0.41 */
         opened += fds[i] >= 0;
+        idle_n = i + 1;
     }
     int64_t open_ms = itest_now_ms() - t_open;
     assert_int_equal(opened, n);
@@ -1023,6 +1040,15 @@ static void test_faults_2000_idle_connections_leave_health_answering_then_time_o
     fprintf(stderr,
             "  %u connections opened in %lld ms; the daemon holds %u descriptors (%u before)\n", n,
             (long long)open_ms, held.total, before.total);
+    if (held.total < before.total + n) {
+        char path[64], *limits;
+        snprintf(path, sizeof path, "/proc/%d/limits", (int)d->pid);
+        limits = itest_read_file(path, NULL);
+        const char *line = strstr(limits, "Max open files");
+        fprintf(stderr, "  the daemon accepted only %u of them; %.60s\n", held.total - before.total,
+                line ? line : "(no limits)");
+        free(limits);
+    }
     assert_true(held.total >= before.total + n);
 
     /* with all of them open: /health within 1 s (a liveness bound, far above the usual
@@ -1048,6 +1074,8 @@ static void test_faults_2000_idle_connections_leave_health_answering_then_time_o
     for (unsigned i = 0; i < n; i++)
         close(fds[i]);
     free(fds);
+    idle_fds = NULL;
+    idle_n = 0;
     struct fd_census after;
     wait_others_at_most(d->pid, before.others + FD_MARGIN, itest_scaled(5000), &after);
     assert_true(after.others <= before.others + FD_MARGIN);
@@ -1138,6 +1166,8 @@ static void test_faults_slowloris_and_slow_bodies_leave_health_answering(void **
     assert_non_null(d);
     struct itest_user u = {0};
     itest_register(d, &u);
+    struct fd_census before, mid;
+    settled_census(d->pid, &before);
 
     char h_url[96], b_url[96], h_out[160], b_out[160], h_prefix[160], b_prefix[160];
     snprintf(h_url, sizeof h_url, "%s/health", d->url);
@@ -1163,6 +1193,7 @@ static void test_faults_slowloris_and_slow_bodies_leave_health_answering(void **
     /* mid-attack, a signed-in route still works */
     itest_sleep_ms(10000);
     long me_mid = itest_me_status(d, u.s.access);
+    fd_census(d->pid, &mid); /* what the server itself holds, not only the kernel's queue */
     int hs = itest_wait_pid(hp, 60000), bs = itest_wait_pid(bp, 60000);
     atomic_store(&probe.stop, true);
     pthread_join(th, NULL);
@@ -1174,8 +1205,8 @@ static void test_faults_slowloris_and_slow_bodies_leave_health_answering(void **
     unsigned b_conn = max_connected(csv);
     fprintf(stderr,
             "  slowloris held up to %u connections, slow bodies %u; /health: %u probes, %u not "
-            "200, max %.0f ms\n",
-            h_conn, b_conn, probe.n, probe.not_ok, probe.max_s * 1000);
+            "200, max %.0f ms; the daemon held %u descriptors mid-attack (%u before)\n",
+            h_conn, b_conn, probe.n, probe.not_ok, probe.max_s * 1000, mid.total, before.total);
     if (hs != 0 || bs != 0 || h_conn < 900 || b_conn < 270) {
         char *out = itest_read_file(h_out, NULL);
         fprintf(stderr, "  slowhttptest -H (exit %d):\n%s\n", hs, out);
@@ -1189,6 +1220,7 @@ static void test_faults_slowloris_and_slow_bodies_leave_health_answering(void **
     /* the attack really happened: the server held (nearly) all of its connections */
     assert_true(h_conn >= 900);
     assert_true(b_conn >= 270);
+    assert_true(mid.total >= before.total + 1170);
     assert_int_equal(me_mid, 200);
     assert_true(probe.n >= 100);
     assert_int_equal(probe.not_ok, 0);
