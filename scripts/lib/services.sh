@@ -74,7 +74,8 @@ INKLET_PKGS_BUILD=(build-essential cmake pkg-config libmicrohttpd-dev libjansson
 INKLET_PKGS_SERVICES=(postgresql-15 postgresql-client-15 mosquitto mosquitto-clients curl python3
   python3-cryptography openssl iproute2 procps)
 # shellcheck disable=SC2034
-INKLET_PKGS_TEST=(valgrind systemd)
+# valgrind; systemd: systemd-analyze verify of the unit; slowhttptest: the slowloris run in test_faults.c
+INKLET_PKGS_TEST=(valgrind systemd slowhttptest)
 # shellcheck disable=SC2034
 INKLET_PKGS_BENCH=(wrk curl procps)
 # the real-browser sign-in test (tests/browser/): chromium, node + npm for playwright-core, and
