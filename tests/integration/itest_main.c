@@ -83,7 +83,7 @@ int main(void)
         failed += itest_group_fleet();
     if (itest_group_faults)
         failed += itest_group_faults(); /* restarts PostgreSQL and the broker */
-    failed += itest_group_outage(); /* last: it stops and restarts PostgreSQL */
+    failed += itest_group_outage();     /* last: it stops and restarts PostgreSQL */
     failed += itest_fixture_failures;
     fprintf(stderr, "inklet-itest: %d failure(s) in %.1f s\n", failed,
             (double)(itest_now_ms() - t0) / 1000.0);
