@@ -73,8 +73,9 @@ INKLET_PKGS_BUILD=(build-essential cmake pkg-config libmicrohttpd-dev libjansson
 # shellcheck disable=SC2034
 INKLET_PKGS_SERVICES=(postgresql-15 postgresql-client-15 mosquitto mosquitto-clients curl python3
   python3-cryptography openssl iproute2 procps)
+# valgrind; systemd: systemd-analyze verify of the unit; slowhttptest: the slowloris run in
+# test_faults.c
 # shellcheck disable=SC2034
-# valgrind; systemd: systemd-analyze verify of the unit; slowhttptest: the slowloris run in test_faults.c
 INKLET_PKGS_TEST=(valgrind systemd slowhttptest)
 # shellcheck disable=SC2034
 INKLET_PKGS_BENCH=(wrk curl procps)
