@@ -1,0 +1,7 @@
+-- MQTT heartbeat of a known device: device_heartbeat (src/devices/link.c), on an ingest
+-- worker connection with synchronous_commit = off (src/iot/ingest.c; limits.sh sets it via PGOPTIONS).
+-- The server's $1 (a fresh id used only when the device is new) is a constant here.
+-- Statement text copied verbatim from the server source (what log_statement=all shows); only the
+-- parameters are pgbench variables. Run by bench/limits.sh with pgbench -M prepared.
+\set d random(0, :devices - 1)
+INSERT INTO devices (id, hw_id, thing_name, firmware, battery, last_seen_at) VALUES (:newid, md5(:thing::text || :d::text)::uuid, :thing::text || :d::text, :fw, :d, now()) ON CONFLICT (thing_name) DO UPDATE SET  firmware = COALESCE(EXCLUDED.firmware, devices.firmware),  battery = COALESCE(EXCLUDED.battery, devices.battery), last_seen_at = now()  WHERE devices.hw_id = EXCLUDED.hw_id RETURNING id, owner_id IS NOT NULL,  claim_code IS NOT NULL AND claim_expires_at > now(), claim_code,  extract(epoch FROM claim_expires_at)::bigint,  EXISTS (SELECT 1 FROM device_commands c WHERE c.device_id = devices.id   AND c.status IN ('queued', 'sent') AND c.expires_at > now()   AND (c.last_published_at IS NULL OR c.last_published_at <= now() - interval '5 seconds'));

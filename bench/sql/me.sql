@@ -1,0 +1,5 @@
+-- GET /auth/me: account_me (src/auth/accounts.c). session_live (src/auth/sessions.c) runs at most
+-- once per session per 2 s (SESSION_CACHE_TTL_MS), so not per request.
+-- Statement text copied verbatim from the server source (what log_statement=all shows); only the
+-- parameters are pgbench variables. Run by bench/limits.sh with pgbench -M prepared.
+SELECT id, email, username, extract(epoch FROM created_at)::bigint, extract(epoch FROM updated_at)::bigint, password_hash IS NOT NULL, (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities  WHERE user_id = users.id), sub.status, sub.interval, extract(epoch FROM sub.current_period_end)::bigint, sub.cancel_at_period_end FROM users LEFT JOIN LATERAL (SELECT subscription_id, status, interval, current_period_start, current_period_end, cancel_at_period_end FROM subscriptions WHERE user_id = users.id AND status <> 'none' ORDER BY status IN ('active', 'trialing', 'past_due') DESC, started_at DESC, subscription_id DESC LIMIT 1) sub ON true WHERE id = :uid;
