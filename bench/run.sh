@@ -2,9 +2,13 @@
 # bench/run.sh — wrk benchmarks against a running inkletd (see bench/README.md).
 #
 #   bench/serve.sh &          # build + start inkletd with benchmark-friendly limits
-#   bench/run.sh              # all scenarios
-#   bench/run.sh health me    # only some: health me refresh login health-under-login webhook soak
-#                             #   commands redelivery (bench/commands.sh: simulated displays)
+#   bench/run.sh              # everything (same as `bench/run.sh all`): the ceilings
+#                             #   (bench/limits.sh), then every scenario, then one table
+#   bench/run.sh health me    # only some: limits health me refresh login health-under-login
+#                             #   webhook devices ingest soak commands redelivery
+#                             #   (devices, ingest: bench/devices.sh; commands, redelivery:
+#                             #   bench/commands.sh with simulated displays)
+#   bench/run.sh limits       # only the ceilings
 #
 # Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12 s per scenario), THREADS (2),
 #   REFRESH_CONNECTIONS (32), WEBHOOK_EVENTS (150000), WEBHOOK_CONNECTIONS (32),
@@ -12,7 +16,9 @@
 #   SOAK_SAMPLE_SECONDS (5), SOAK_MAX_SECONDS (1800), INKLETD_PID (else .run/bench/inkletd.pid,
 #   .run/inkletd.pid, or pgrep), BENCH_WAIT (seconds to wait for the server, 900),
 #   BENCH_OUT (results folder, default .run/bench-results/<timestamp>); the commands and
-#   redelivery scenarios take their own knobs (bench/commands.sh).
+#   redelivery scenarios take their own knobs (bench/commands.sh), devices and ingest theirs
+#   (bench/devices.sh), limits its own (bench/limits.sh); PROBE_RATE (200) and
+#   PROBE_CONNECTIONS (20): the fixed-rate /health probe that runs during `login`.
 # Only loopback or your own test hosts: never point this at a server you do not run.
 set -Eeuo pipefail
 
@@ -33,8 +39,11 @@ SOAK_SAMPLE_SECONDS="${SOAK_SAMPLE_SECONDS:-5}"
 SOAK_MAX_SECONDS="${SOAK_MAX_SECONDS:-1800}"
 LUA="$ROOT/bench/lua"
 OUT="${BENCH_OUT:-$ROOT/.run/bench-results/$(date +%Y%m%d-%H%M%S)}"
-ALL_SCENARIOS=(health me refresh login health-under-login webhook soak commands redelivery)
-if (($#)); then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
+PROBE_RATE="${PROBE_RATE:-200}"
+PROBE_CONNECTIONS="${PROBE_CONNECTIONS:-20}"
+ALL_SCENARIOS=(limits health me refresh login health-under-login webhook devices ingest soak commands
+  redelivery)
+if (($#)) && [[ "$*" != all ]]; then SCENARIOS=("$@"); else SCENARIOS=("${ALL_SCENARIOS[@]}"); fi
 
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 hdr() { printf '\n########## %s\n' "$*"; }
@@ -168,11 +177,24 @@ scenario_refresh() {
   summarize refresh
 }
 
+# The login flood, and meanwhile /health at a fixed PROBE_RATE (lua/probe.lua: wrk with delay(),
+# as wrk2 is not in Debian): hashing must not starve the cheap routes.
 scenario_login() {
-  hdr "POST /auth/login, $THREADS threads, 16 connections, ${DURATION}s"
+  local probe
+  hdr "POST /auth/login, $THREADS threads, 16 connections, ${DURATION}s; /health probed at $PROBE_RATE req/s"
+  wrk -t1 -c"$PROBE_CONNECTIONS" -d"$((DURATION - 2 > 1 ? DURATION - 2 : 1))s" --latency \
+    -s "$LUA/probe.lua" "$BASE_URL/health" -- "$PROBE_RATE" "$PROBE_CONNECTIONS" \
+    >"$OUT/login-probe.txt" 2>&1 &
+  probe=$!
+  BG_PIDS+=("$probe")
   run_wrk login -t"$THREADS" -c16 -d"${DURATION}s" --latency \
     -s "$LUA/login.lua" "$BASE_URL/auth/login" -- "$BENCH_USER" "$BENCH_PASS"
+  wait "$probe" || true
+  BG_PIDS=()
+  echo "--- /health at a fixed $PROBE_RATE req/s meanwhile ($PROBE_CONNECTIONS connections):"
+  sed 's/^/    /' "$OUT/login-probe.txt"
   summarize login
+  summarize login-probe
 }
 
 scenario_health_under_login() {
@@ -284,15 +306,119 @@ run_commands_sh() { # run_commands_sh SCENARIO
   SUMMARY+=("$(sed -n 's/^>>> //p' "$OUT/$1.log" | tail -n 1)")
 }
 scenario_commands() { run_commands_sh commands; }
+# devices (GET /api/devices, 5 devices), ingest (MQTT heartbeats): bench/devices.sh
+scenario_devices() {
+  BASE_URL="$BASE_URL" DURATION="$DURATION" "$ROOT/bench/devices.sh" list 2>&1 | tee "$OUT/devices.txt"
+  summarize devices
+}
+scenario_ingest() {
+  BASE_URL="$BASE_URL" "$ROOT/bench/devices.sh" ingest 2>&1 | tee "$OUT/ingest.txt"
+  SUMMARY+=("ingest               $(grep -h '^published' "$OUT/ingest.txt" | tail -n 1)")
+}
+scenario_limits() {
+  BENCH_OUT="$OUT" DURATION="$DURATION" THREADS="$THREADS" "$ROOT/bench/limits.sh" 2>&1 |
+    tee "$OUT/limits.log" || die "bench/limits.sh failed (see $OUT/limits.log)"
+}
 scenario_redelivery() { run_commands_sh redelivery; }
 
 for s in "${SCENARIOS[@]}"; do
   "scenario_${s//-/_}"
 done
 
+# ------------------------------------------------------------------ the table
+# One row per route: its req/s, p50, p99, the ceiling that bounds it (bench/limits.sh, this run's
+# $OUT/ceilings.txt), the fraction of that ceiling, the target (issue 10) and whether it is met.
+ceiling() { awk -F= -v k="$1" '$1 == k { v = $0; sub(/^[^=]*=/, "", v) } END { print v }' "$OUT/ceilings.txt" 2>/dev/null; }
+wrk_field() { # wrk_field FILE rps|p50|p99
+  [[ -s "$1" ]] || return 0
+  case "$2" in
+  rps) awk '/^Requests\/sec:/ { print $2 }' "$1" | tail -n 1 ;;
+  p50) awk '/^ +50%/ { print $2 }' "$1" | tail -n 1 ;;
+  p99) awk '/^ +99%/ { print $2 }' "$1" | tail -n 1 ;;
+  esac
+}
+TABLE_FMT='%-26s %10s %10s %10s  %-26s %9s %-13s %s\n'
+table_row() { # table_row ROUTE RPS P50 P99 CEILING-NAME CEILING-KEY TARGET-FRACTION
+  local route="$1" rps="$2" p50="$3" p99="$4" cname="$5" cval frac="-" target="-" met="-"
+  cval="$(ceiling "$6")"
+  if [[ -z "$rps" ]]; then
+    printf "$TABLE_FMT" "$route" "not run" - - "$cname" - - -
+    return
+  fi
+  if [[ -n "$cval" ]]; then
+    frac="$(awk -v a="$rps" -v b="$cval" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+  fi
+  if [[ -n "$7" ]]; then
+    target=">= $7 x"
+    if [[ -n "$cval" ]]; then
+      met="$(awk -v f="$frac" -v t="$7" 'BEGIN { print (f + 0 >= t + 0 ? "yes" : "NO") }')"
+    else
+      met="(no ceiling)"
+    fi
+  fi
+  [[ -n "$cval" ]] && cval="$(awk -v v="$cval" 'BEGIN { printf "%.0f", v }')" || cval="not measured"
+  printf "$TABLE_FMT" "$route" "$(awk -v v="$rps" 'BEGIN { printf "%.0f", v }')" "$p50" "$p99" \
+    "$cname $cval" "$frac" "$target" "$met"
+}
+to_ms() { # wrk latency (750.00us, 1.20ms, 2.00s) -> ms
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /m$/) n *= 60000;
+    else if (v ~ /[0-9]s$/ && v !~ /ms$/) n *= 1000; printf "%.2f", n }'
+}
+print_table() {
+  local f r p50 p99 probe_p99 ing cmd
+  printf "$TABLE_FMT" route req/s p50 p99 "ceiling (req/s)" fraction target met?
+  f="$OUT/health.txt"
+  table_row "GET /health" "$(wrk_field "$f" rps)" "$(wrk_field "$f" p50)" "$(wrk_field "$f" p99)" \
+    "nginx" http_ceiling 0.9
+  f="$OUT/me.txt"
+  table_row "GET /auth/me" "$(wrk_field "$f" rps)" "$(wrk_field "$f" p50)" "$(wrk_field "$f" p99)" \
+    "db:me" me_ceiling 0.5
+  f="$OUT/devices.txt"
+  table_row "GET /api/devices" "$(wrk_field "$f" rps)" "$(wrk_field "$f" p50)" \
+    "$(wrk_field "$f" p99)" "db:devices" devices_ceiling 0.5
+  f="$OUT/refresh.txt"
+  table_row "POST /auth/refresh" "$(wrk_field "$f" rps)" "$(wrk_field "$f" p50)" \
+    "$(wrk_field "$f" p99)" "db:refresh (fsync)" refresh_ceiling 0.8
+  f="$OUT/login.txt"
+  table_row "POST /auth/login" "$(wrk_field "$f" rps)" "$(wrk_field "$f" p50)" \
+    "$(wrk_field "$f" p99)" "argon2" argon2_ceiling 0.9
+  f="$OUT/webhook.txt"
+  table_row "POST /billing/webhook" "$(wrk_field "$f" rps)" "$(wrk_field "$f" p50)" \
+    "$(wrk_field "$f" p99)" "db:webhook" webhook_ceiling ""
+  # commands: the POST rate the database saw (created_at spread); latencies from wrk
+  r="" p50="" p99=""
+  if [[ -s "$OUT/commands.log" ]]; then
+    cmd="$(grep -h '^commands: ' "$OUT/commands.log" | tail -n 1)"
+    r="$(sed -n 's/.* posted in [0-9.]* s (\([0-9.]*\)\/s).*/\1/p' <<<"$cmd")"
+    p50="$(wrk_field "$OUT/commands.txt" p50)" p99="$(wrk_field "$OUT/commands.txt" p99)"
+  fi
+  table_row "POST /api/devices/{id}/cmd" "$r" "${p50:--}" "${p99:--}" "db:commands" commands_ceiling ""
+  r=""
+  if [[ -s "$OUT/ingest.txt" ]]; then
+    ing="$(grep -h '^published' "$OUT/ingest.txt" | tail -n 1)"
+    r="$(sed -n 's/.*=> \([0-9.]*\) messages\/s sustained.*/\1/p' <<<"$ing")"
+  fi
+  table_row "MQTT heartbeats (paced)" "$r" - - "db:heartbeat" heartbeat_ceiling ""
+  f="$OUT/login-probe.txt"
+  if [[ -s "$f" ]]; then
+    probe_p99="$(wrk_field "$f" p99)"
+    printf "$TABLE_FMT" "GET /health at fixed rate" "$(awk -v v="$(wrk_field "$f" rps)" 'BEGIN { printf "%.0f", v }')" \
+      "$(wrk_field "$f" p50)" "$probe_p99" "(during login, $PROBE_RATE/s)" - "p99 < 10 ms" \
+      "$(awk -v v="$(to_ms "$probe_p99")" 'BEGIN { print (v + 0 < 10 ? "yes" : "NO") }')"
+  else
+    printf "$TABLE_FMT" "GET /health at fixed rate" "not run" - - "(during login)" - "p99 < 10 ms" -
+  fi
+  if [[ -s "$OUT/soak.txt" ]] && grep -q '^RSS start' "$OUT/soak.txt"; then
+    printf '%s\n' "soak: $(grep -h '^RSS start' "$OUT/soak.txt" | tail -n 1)"
+  fi
+  echo "ceilings: $OUT/ceilings.txt (pgbench -c $(ceiling me_connections), argon2 $(ceiling argon2_params) on $(ceiling argon2_threads) threads)"
+}
+
 hdr "summary ($BASE_URL, $(nproc) cores)"
 printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
 grep -h '^RSS start' "$OUT/soak.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
 grep -h '^refresh chains' "$OUT/refresh.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
 grep -h '^webhook' "$OUT/webhook.txt" 2>/dev/null | tee -a "$OUT/summary.txt" || true
+hdr "routes against their ceilings ($(nproc) cores)"
+print_table | tee "$OUT/table.txt"
 echo "raw wrk output: $OUT"
