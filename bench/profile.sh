@@ -71,33 +71,39 @@ server_env=(env PORT="$PORT" LISTEN_ADDR=127.0.0.1 DATABASE_URL="$DB_URL"
   RATE_LIMIT_LOGIN=1000000/1 RATE_LIMIT_REFRESH=1000000/1 RATE_LIMIT_REGISTER=1000000/1
   RATE_LIMIT_BIND=1000000/1 LOGIN_BACKOFF_AFTER=1000000)
 
-if [[ "$MODE" == callgrind ]]; then
-  "${server_env[@]}" valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$OUT/callgrind.out" "$BIN" >"$OUT/inkletd.log" 2>&1 &
-else
-  "${server_env[@]}" "$BIN" >"$OUT/inkletd.log" 2>&1 &
-fi
-SERVER_PID=$!
-printf 'waiting for %s/health (%s) ' "$BASE" "$MODE"
-for ((i = 0; i < 600; i++)); do
-  curl -fsS -o /dev/null --max-time 5 "$BASE/health" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || die "inkletd exited (see $OUT/inkletd.log)"
-  sleep 0.5
-done
-curl -fsS -o /dev/null --max-time 5 "$BASE/health" || die "inkletd does not answer (see $OUT/inkletd.log)"
-echo up
+# start_server: a fresh inkletd (under callgrind, instrumentation off) and a user of its own with
+# 5 devices (as bench/devices.sh list; rows made with psql). One server per route: callgrind's
+# per-dump totals go wrong when a dump is taken while threads are inside long calls, and the
+# first dump of a process is exact.
+start_server() {
+  local i r
+  if [[ "$MODE" == callgrind ]]; then
+    "${server_env[@]}" valgrind --tool=callgrind --instr-atstart=no \
+      --callgrind-out-file="$OUT/callgrind.out" "$BIN" >"$OUT/inkletd.log" 2>&1 &
+  else
+    "${server_env[@]}" "$BIN" >"$OUT/inkletd.log" 2>&1 &
+  fi
+  SERVER_PID=$!
+  printf 'waiting for %s/health (%s) ' "$BASE" "$MODE"
+  for ((i = 0; i < 600; i++)); do
+    curl -fsS -o /dev/null --max-time 5 "$BASE/health" 2>/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || die "inkletd exited (see $OUT/inkletd.log)"
+    sleep 0.5
+  done
+  curl -fsS -o /dev/null --max-time 5 "$BASE/health" || die "inkletd does not answer (see $OUT/inkletd.log)"
+  echo up
 
-# a user of its own, with 5 devices (as bench/devices.sh list; rows made with psql)
-tag="prof_$(date +%s)$RANDOM"
-r="$(curl -sS --max-time 120 -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
-  -d "{\"email\":\"$tag@bench.invalid\",\"username\":\"$tag\",\"password\":\"BenchPass_$tag\"}")"
-TOKEN="$(sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p' <<<"$r")"
-REFRESH="$(sed -n 's/.*"refreshToken":"\([^"]*\)".*/\1/p' <<<"$r")"
-[[ -n "$TOKEN" && -n "$REFRESH" ]] || die "register failed: $r"
-psql "$DB_URL" -X -v ON_ERROR_STOP=1 -q -c "INSERT INTO devices (id, hw_id, thing_name, firmware,
-  battery, last_seen_at, owner_id, bound_at) SELECT gen_random_uuid(), gen_random_uuid(),
-  '$tag-' || i, '1.0.0', 80, now(), u.id, now() FROM generate_series(1, 5) i, users u
-  WHERE u.username = '$tag'"
+  tag="prof_$(date +%s)$RANDOM"
+  r="$(curl -sS --max-time 120 -X POST "$BASE/auth/register" -H 'Content-Type: application/json' \
+    -d "{\"email\":\"$tag@bench.invalid\",\"username\":\"$tag\",\"password\":\"BenchPass_$tag\"}")"
+  TOKEN="$(sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p' <<<"$r")"
+  REFRESH="$(sed -n 's/.*"refreshToken":"\([^"]*\)".*/\1/p' <<<"$r")"
+  [[ -n "$TOKEN" && -n "$REFRESH" ]] || die "register failed: $r"
+  psql "$DB_URL" -X -v ON_ERROR_STOP=1 -q -c "INSERT INTO devices (id, hw_id, thing_name, firmware,
+    battery, last_seen_at, owner_id, bound_at) SELECT gen_random_uuid(), gen_random_uuid(),
+    '$tag-' || i, '1.0.0', 80, now(), u.id, now() FROM generate_series(1, 5) i, users u
+    WHERE u.username = '$tag'"
+}
 
 # client ROUTE COUNT: COUNT sequential requests on one keep-alive connection; prints "ok N"
 client() {
@@ -136,6 +142,7 @@ profile_callgrind() {
   local route="$1" n before after file total
   n="$(count_for "$route")"
   hdr "callgrind: $n x $route"
+  start_server
   before="$(dumps)"
   callgrind_control -i on "$SERVER_PID" >"$OUT/callgrind_control.log" 2>&1 || die "callgrind_control failed: $(cat "$OUT/callgrind_control.log")"
   client "$route" "$n"
@@ -150,7 +157,9 @@ profile_callgrind() {
   file="$OUT/callgrind.$route.out"
   callgrind_annotate "$file" >"$OUT/profile-$route-self.txt" 2>/dev/null || true
   callgrind_annotate --inclusive=yes "$file" >"$OUT/profile-$route-inclusive.txt" 2>/dev/null || true
-  total="$(awk '/^summary:|^totals:/ { print $2; exit }' "$file")"
+  cleanup
+  SERVER_PID=""
+  total="$(awk '/^summary:/ { print $2; exit }' "$file")"
   total="${total//,/}"
   echo "$route: $n requests, $total instructions (all threads) => $((total / n)) per request" |
     tee -a "$OUT/profile-summary.txt"
@@ -161,6 +170,7 @@ profile_callgrind() {
 profile_perf() {
   local route="$1" perf_pid
   hdr "perf: $route, wrk -t1 -c16 ${PERF_SECONDS}s"
+  [[ -n "$SERVER_PID" ]] || start_server
   perf record -F 999 -g -p "$SERVER_PID" -o "$OUT/perf.$route.data" >/dev/null 2>&1 &
   perf_pid=$!
   sleep 1
