@@ -53,8 +53,8 @@ static void *worker(void *arg)
     const char *pw = "BenchPass_ceiling";
     memset(salt, (int)(intptr_t)arg, sizeof salt);
     while (!atomic_load(&stop)) {
-        if (argon2id_hash_raw(t_cost, m_kib, par, pw, strlen(pw), salt, SALT_LEN, out,
-                              HASH_LEN) != ARGON2_OK) {
+        if (argon2id_hash_raw(t_cost, m_kib, par, pw, strlen(pw), salt, SALT_LEN, out, HASH_LEN) !=
+            ARGON2_OK) {
             fprintf(stderr, "argon2_ceiling: hashing failed\n");
             exit(1);
         }

@@ -77,7 +77,7 @@ paced_publisher() { # paced_publisher THING HWID MESSAGES PER_TICK
 }
 
 scenario_ingest() {
-  local tag before after start published end total i pids=() rows per_tick lag
+  local tag before after start published end total i pids=() rows per_tick
   tag="$(date +%s)$RANDOM"
   total=$((DEVICES * MESSAGES))
   per_tick=$(((RATE + DEVICES * 10 - 1) / (DEVICES * 10)))

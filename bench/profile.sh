@@ -40,7 +40,7 @@ done
 svc_pg_running "$RUN_DIR/pg" || die "no database in $RUN_DIR/pg (start bench/serve.sh)"
 [[ -s "$RUN_DIR/jwt_secret" && -s "$RUN_DIR/mqtt_password" ]] || die "no secrets in $RUN_DIR (start bench/serve.sh)"
 if [[ "$MODE" == callgrind ]]; then
-  command -v valgrind >/dev/null && command -v callgrind_control >/dev/null || die "valgrind missing"
+  command -v callgrind_control >/dev/null || die "valgrind missing"
 else
   command -v perf >/dev/null || die "perf missing (apt-get install linux-perf)"
   command -v wrk >/dev/null || die "wrk missing"

@@ -337,12 +337,12 @@ wrk_field() { # wrk_field FILE rps|p50|p99
   p99) awk '/^ +99%/ { print $2 }' "$1" | tail -n 1 ;;
   esac
 }
-TABLE_FMT='%-26s %10s %10s %10s  %-26s %9s %-13s %s\n'
+trow() { printf '%-26s %10s %10s %10s  %-26s %9s %-13s %s\n' "$@"; }
 table_row() { # table_row ROUTE RPS P50 P99 CEILING-NAME CEILING-KEY TARGET-FRACTION
   local route="$1" rps="$2" p50="$3" p99="$4" cname="$5" cval frac="-" target="-" met="-"
   cval="$(ceiling "$6")"
   if [[ -z "$rps" ]]; then
-    printf "$TABLE_FMT" "$route" "not run" - - "$cname" - - -
+    trow "$route" "not run" - - "$cname" - - -
     return
   fi
   if [[ -n "$cval" ]]; then
@@ -357,7 +357,7 @@ table_row() { # table_row ROUTE RPS P50 P99 CEILING-NAME CEILING-KEY TARGET-FRAC
     fi
   fi
   [[ -n "$cval" ]] && cval="$(awk -v v="$cval" 'BEGIN { printf "%.0f", v }')" || cval="not measured"
-  printf "$TABLE_FMT" "$route" "$(awk -v v="$rps" 'BEGIN { printf "%.0f", v }')" "$p50" "$p99" \
+  trow "$route" "$(awk -v v="$rps" 'BEGIN { printf "%.0f", v }')" "$p50" "$p99" \
     "$cname $cval" "$frac" "$target" "$met"
 }
 to_ms() { # wrk latency (750.00us, 1.20ms, 2.00s) -> ms
@@ -366,7 +366,7 @@ to_ms() { # wrk latency (750.00us, 1.20ms, 2.00s) -> ms
 }
 print_table() {
   local f r p50 p99 probe_p99 ing cmd
-  printf "$TABLE_FMT" route req/s p50 p99 "ceiling (req/s)" fraction target met?
+  trow route req/s p50 p99 "ceiling (req/s)" fraction target met?
   f="$OUT/health.txt"
   table_row "GET /health" "$(wrk_field "$f" rps)" "$(wrk_field "$f" p50)" "$(wrk_field "$f" p99)" \
     "nginx" http_ceiling 0.9
@@ -402,11 +402,11 @@ print_table() {
   f="$OUT/login-probe.txt"
   if [[ -s "$f" ]]; then
     probe_p99="$(wrk_field "$f" p99)"
-    printf "$TABLE_FMT" "GET /health at fixed rate" "$(awk -v v="$(wrk_field "$f" rps)" 'BEGIN { printf "%.0f", v }')" \
+    trow "GET /health at fixed rate" "$(awk -v v="$(wrk_field "$f" rps)" 'BEGIN { printf "%.0f", v }')" \
       "$(wrk_field "$f" p50)" "$probe_p99" "(during login, $PROBE_RATE/s)" - "p99 < 10 ms" \
       "$(awk -v v="$(to_ms "$probe_p99")" 'BEGIN { print (v + 0 < 10 ? "yes" : "NO") }')"
   else
-    printf "$TABLE_FMT" "GET /health at fixed rate" "not run" - - "(during login)" - "p99 < 10 ms" -
+    trow "GET /health at fixed rate" "not run" - - "(during login)" - "p99 < 10 ms" -
   fi
   if [[ -s "$OUT/soak.txt" ]] && grep -q '^RSS start' "$OUT/soak.txt"; then
     printf '%s\n' "soak: $(grep -h '^RSS start' "$OUT/soak.txt" | tail -n 1)"
