@@ -52,7 +52,7 @@ DRIVERS=(
   "fuzz_client_ip_oracle|tests/fuzz/fuzz_client_ip.c src/core/netaddr.c src/core/alloc.c src/core/text.c||-DCLIENT_IP_ORACLE|-max_len=8192|fuzz_client_ip"
   "fuzz_topic|tests/fuzz/fuzz_topic.c src/iot/topic.c|||-max_len=600|"
   "fuzz_nfc|tests/fuzz/fuzz_nfc.c src/devices/nfc.c src/core/ids.c|libcrypto||-max_len=1100|"
-  "fuzz_http_headers|tests/fuzz/fuzz_http_headers.c src/http/router.c src/http/routes.c \$GEN/handler_stubs.c src/core/app.c $CONFIG_SRC|jansson||-max_len=2048|"
+  "fuzz_http_headers|tests/fuzz/fuzz_http_headers.c src/http/router.c src/http/routes.c \$GEN/handler_stubs.c src/core/app.c src/oauth/jwks.c src/oauth/jwk.c src/net/http_client.c src/core/buf.c src/core/json.c src/core/log.c src/core/strbuf.c src/core/deadline.c $CONFIG_SRC|jansson libcrypto libcurl libpq|-DINKLET_VERSION=\"fuzz\" -lpthread|-max_len=2048|"
 )
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
