@@ -8,12 +8,14 @@
 #                                  build's integration suite, the real-browser sign-in test
 #                                  (tests/browser/: Debian's chromium driven with playwright-core
 #                                  through Google/Apple sign-in against the fake providers, CORS
-#                                  judged by the browser; about 6 s when it passes); the
+#                                  judged by the browser; about 6 s when it passes); before
+#                                  valgrind, every libFuzzer driver (tests/fuzz/fuzz.sh, clang-14,
+#                                  ASan+UBSan, 20 s each; each driver counts as one test) and the
 #                                  deployment checks (tests/ops/: the systemd unit through
 #                                  systemd-analyze verify, the Dockerfile built or its stages
 #                                  reproduced)
-#   ./scripts/test.sh --quick      normal build only, no valgrind, no deployment checks (the
-#                                  browser test still runs)
+#   ./scripts/test.sh --quick      normal build only, no valgrind, no fuzzing, no deployment
+#                                  checks (the browser test still runs)
 #   ./scripts/test.sh --no-valgrind   skip the valgrind run (INKLET_TEST_VALGRIND=0)
 #
 # Services and logs live in .test-run/ (git-ignored, wiped at every start). The last line is
@@ -27,7 +29,9 @@
 # test does not fail the run, the exit status is non-zero if anything failed or a step was skipped.
 # Environment: INKLET_JOBS (nproc), INKLET_ITEST_TIMEOUT (1800 s), INKLET_VALGRIND_TIMEOUT
 # (3600 s), INKLET_SKIP_PACKAGES=1, INKLET_TEST_BROWSER=0 (no browser test, and no chromium or
-# node installed for it), ASAN_OPTIONS/UBSAN_OPTIONS (override the defaults below).
+# node installed for it), INKLET_TEST_FUZZ=0 (no fuzzing, and no clang-14 installed for it),
+# FUZZ_SECONDS (20 per driver), INKLET_FUZZ_TIMEOUT (1800 s), ASAN_OPTIONS/UBSAN_OPTIONS
+# (override the defaults below).
 # shellcheck disable=SC2317  # step bodies and traps are invoked indirectly
 set -Euo pipefail
 exec 2>&1 # one ordered stream for CI logs
@@ -44,9 +48,11 @@ VALGRIND=1
 [[ "${INKLET_TEST_VALGRIND:-1}" == 0 ]] && VALGRIND=0
 BROWSER=1
 [[ "${INKLET_TEST_BROWSER:-1}" == 0 ]] && BROWSER=0
+FUZZ=1
+[[ "${INKLET_TEST_FUZZ:-1}" == 0 ]] && FUZZ=0
 for arg in "$@"; do
   case "$arg" in
-  --quick) QUICK=1 VALGRIND=0 ;;
+  --quick) QUICK=1 VALGRIND=0 FUZZ=0 ;;
   --valgrind) VALGRIND=1 ;;
   --no-valgrind) VALGRIND=0 ;;
   -h | --help) usage; exit 0 ;;
@@ -224,6 +230,7 @@ trap 'exit 129' HUP
 do_packages() {
   local -a pkgs=("${INKLET_PKGS_BUILD[@]}" "${INKLET_PKGS_SERVICES[@]}")
   ((VALGRIND || !QUICK)) && pkgs+=("${INKLET_PKGS_TEST[@]}")
+  ((FUZZ)) && pkgs+=("${INKLET_PKGS_FUZZ[@]}")
   # chromium always; nodejs/npm only when node/npm are missing (see svc_browser_packages)
   if ((BROWSER)); then mapfile -t -O "${#pkgs[@]}" pkgs < <(svc_browser_packages); fi
   svc_ensure_packages "${pkgs[@]}"
@@ -406,9 +413,19 @@ do_deploy() {
   ((rc == 0 && rc2 == 0))
 }
 
+# The libFuzzer drivers: tests/fuzz/fuzz.sh builds each into build-fuzz/ and runs it for
+# FUZZ_SECONDS on a copy of its seeds, printing cmocka-style lines (one test per driver).
+do_fuzz() {
+  local log="$TR/logs/fuzz.log" rc=0
+  run_bounded "${INKLET_FUZZ_TIMEOUT:-1800}" "$ROOT/tests/fuzz/fuzz.sh" 2>&1 | tee -i "$log" || rc=$?
+  count_cmocka -v name="fuzz (libFuzzer)" -v rc="$rc" <"$log"
+  return "$rc"
+}
+
 # ------------------------------------------------------------------ the run
 echo "Inklet tests: builds: ${BUILDS[*]}; valgrind: $([[ $VALGRIND == 1 ]] && echo yes || echo no);" \
-  "browser: $([[ $BROWSER == 1 ]] && echo yes || echo no); jobs: $JOBS"
+  "browser: $([[ $BROWSER == 1 ]] && echo yes || echo no);" \
+  "fuzzing: $([[ $FUZZ == 1 ]] && echo yes || echo no); jobs: $JOBS"
 
 wipe_test_dir || { echo "test.sh: cannot wipe $TR"; exit 1; }
 mkdir -p "$COUNTS_DIR" "$TR/logs"
@@ -447,6 +464,10 @@ for b in "${BUILDS[@]}"; do
     fi
   fi
 done
+
+if ((FUZZ)); then
+  step --tests fuzz "fuzzing (libFuzzer, ASan+UBSan)" do_fuzz
+fi
 
 if ((!QUICK)); then
   if [[ -n "${OK[services]:-}" ]]; then

@@ -77,6 +77,9 @@ INKLET_PKGS_SERVICES=(postgresql-15 postgresql-client-15 mosquitto mosquitto-cli
 # test_faults.c
 # shellcheck disable=SC2034
 INKLET_PKGS_TEST=(valgrind systemd slowhttptest)
+# tests/fuzz/fuzz.sh: clang-14, and libFuzzer's runtime (libclang_rt.fuzzer) with the sanitizers'
+# shellcheck disable=SC2034
+INKLET_PKGS_FUZZ=(clang-14 libclang-rt-14-dev)
 # shellcheck disable=SC2034
 INKLET_PKGS_BENCH=(wrk curl procps)
 # the real-browser sign-in test (tests/browser/): chromium, node + npm for playwright-core, and
