@@ -59,7 +59,9 @@ static bool parse_u32(const char **p, const char *prefix, uint32_t *out)
         s++;
         digits++;
     }
-    if (!digits || digits > 10 || v > UINT32_MAX)
+    /* the PHC format has no leading zeros, and libargon2's decoder refuses them: a string we
+     * would call well-formed could then never verify (found by fuzz_phc) */
+    if (!digits || digits > 10 || v > UINT32_MAX || (digits > 1 && s[-(long)digits] == '0'))
         return false;
     *out = (uint32_t)v;
     *p = s;

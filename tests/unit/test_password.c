@@ -297,6 +297,11 @@ static void phc_parse_rejects_malformed_or_out_of_bounds(void **state)
         "$argon2id$v=19$m=256,t=0,p=1$" SALT16 "$" HASH32,
         "$argon2id$v=19$m=256,t=4294967295,p=1$" SALT16 "$" HASH32,
         "$argon2id$v=19$m=256,t=1,p=0$" SALT16 "$" HASH32,
+        /* leading zeros: libargon2 cannot decode them (tests/fuzz/corpus/fuzz_phc) */
+        "$argon2id$v=019$m=256,t=1,p=1$" SALT16 "$" HASH32,
+        "$argon2id$v=19$m=0256,t=1,p=1$" SALT16 "$" HASH32,
+        "$argon2id$v=19$m=256,t=01,p=1$" SALT16 "$" HASH32,
+        "$argon2id$v=19$m=256,t=1,p=00$" SALT16 "$" HASH32,
         /* missing or reordered fields */
         "$argon2id$v=19$m=256,t=1$" SALT16 "$" HASH32,
         "$argon2id$v=19$m=256,p=1$" SALT16 "$" HASH32,
