@@ -495,6 +495,20 @@ bool itest_daemon_log_has_sanitizer_report(const struct itest_daemon *d)
     return bad;
 }
 
+long itest_wait_ready(const struct itest_daemon *d, unsigned timeout_ms)
+{
+    int64_t until = itest_now_ms() + itest_scaled(timeout_ms);
+    for (;;) {
+        struct itest_resp r;
+        itest_get(d, "/health/ready", &r);
+        long status = r.status;
+        itest_resp_free(&r);
+        if (status == 200 || itest_now_ms() > until)
+            return status;
+        itest_sleep_ms(50);
+    }
+}
+
 bool itest_daemon_alive(struct itest_daemon *d)
 {
     if (d->exited)

@@ -118,6 +118,9 @@ int itest_daemon_stop(struct itest_daemon *d);
 /** Waits (without signalling) until the daemon exits, up to timeout_ms (scaled; then it is
  *  killed). Returns like itest_daemon_stop. */
 int itest_daemon_wait_exit(struct itest_daemon *d, unsigned timeout_ms);
+/** Polls GET /health/ready every 50 ms until it answers 200 or `timeout_ms` (scaled) pass;
+ *  returns the last status (200 when ready). */
+long itest_wait_ready(const struct itest_daemon *d, unsigned timeout_ms);
 /** True while the process has not exited (reaps it if it has). */
 bool itest_daemon_alive(struct itest_daemon *d);
 /** Prints the daemon's log to stderr. */

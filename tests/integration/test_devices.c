@@ -654,19 +654,8 @@ static void start_share_group(struct itest_daemon *d[2], const char *name)
         d[i] = itest_daemon_start((const char *const[]){id, group, NULL});
         assert_non_null(d[i]);
     }
-    for (int i = 0; i < 2; i++) {
-        int64_t until = itest_now_ms() + itest_scaled(10000);
-        struct itest_resp r;
-        for (;;) {
-            itest_get(d[i], "/health/ready", &r);
-            if (r.status == 200 || itest_now_ms() > until)
-                break;
-            itest_resp_free(&r);
-            itest_sleep_ms(50);
-        }
-        itest_expect_status(&r, 200);
-        itest_resp_free(&r);
-    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(itest_wait_ready(d[i], 10000), 200);
 }
 
 static void test_shared_subscription_processes_each_message_once(void **state)

@@ -8,6 +8,7 @@
  * Load threads never call cmocka: they count what they saw (per phase of the run) and keep the
  * first answer that broke the contract as text; the main thread asserts on the counts. */
 #include "harness.h"
+#include "itest_browser.h"
 #include "mqtt_client.h"
 
 #include <arpa/inet.h>
@@ -1260,48 +1261,6 @@ static int providers_teardown(void **state)
     return faults_teardown(state);
 }
 
-/* An HTML attribute value of the tag at `tag`, unescaped (malloc'd) or NULL. */
-static char *attr_value(const char *tag, const char *attr)
-{
-    static const struct {
-        const char *ent;
-        char c;
-    } ents[] = {{"&amp;", '&'},  {"&lt;", '<'},    {"&gt;", '>'},
-                {"&quot;", '"'}, {"&#x27;", '\''}, {"&#39;", '\''}};
-    const char *end = strchr(tag, '>');
-    char pat[32];
-    snprintf(pat, sizeof pat, "%s=\"", attr);
-    const char *a = strstr(tag, pat);
-    if (!a || (end && a > end))
-        return NULL;
-    a += strlen(pat);
-    const char *q = strchr(a, '"');
-    if (!q)
-        return NULL;
-    char *v = strndup(a, (size_t)(q - a)), *w = v;
-    for (char *r = v; *r;) {
-        size_t i = 0;
-        while (i < ITEST_ARRAY_LEN(ents) && strncmp(r, ents[i].ent, strlen(ents[i].ent)) != 0)
-            i++;
-        if (i < ITEST_ARRAY_LEN(ents)) {
-            *w++ = ents[i].c;
-            r += strlen(ents[i].ent);
-        } else {
-            *w++ = *r++;
-        }
-    }
-    *w = '\0';
-    return v;
-}
-
-static void fetch(const char *method, const char *url, const char *form, struct itest_resp *r)
-{
-    const char *headers[] = {"Content-Type: application/x-www-form-urlencoded",
-                             "User-Agent: " ITEST_USER_AGENT, NULL};
-    itest_request(NULL, method, url, form ? headers : headers + 1, form, form ? strlen(form) : 0,
-                  r);
-}
-
 /* The browser's part of a sign-in on `d` (no cmocka: runs in threads too): start, the fake's
  * authorize page, our callback. Writes the callback's final Location (or why there is none)
  * into `final`; returns the milliseconds the callback itself took, -1 when it did not answer
@@ -1312,7 +1271,7 @@ static int64_t browser_sign_in(const struct itest_daemon *d, const char *provide
     char url[256];
     snprintf(url, sizeof url, "%s/auth/oauth/%s?client=web", d->url, provider);
     struct itest_resp r;
-    fetch("GET", url, NULL, &r);
+    itest_fetch("GET", url, NULL, &r);
     const char *loc = itest_header(&r, "Location");
     if (r.status != 302 || !loc) {
         snprintf(final, size, "start answered %ld", r.status);
@@ -1321,7 +1280,7 @@ static int64_t browser_sign_in(const struct itest_daemon *d, const char *provide
     }
     char *authorize = strdup(loc);
     itest_resp_free(&r);
-    fetch("GET", authorize, NULL, &r);
+    itest_fetch("GET", authorize, NULL, &r);
     free(authorize);
     char cb[4096], form[8192] = "";
     bool apple = strcmp(provider, "apple") == 0;
@@ -1330,20 +1289,12 @@ static int64_t browser_sign_in(const struct itest_daemon *d, const char *provide
         snprintf(cb, sizeof cb, "%s%s", d->url, loc + strlen(API_BASE));
     } else if (apple && r.status == 200 && strstr(r.body, "<form")) {
         const char *tag = strstr(r.body, "<form");
-        char *action = attr_value(tag, "action");
+        char *action = itest_html_attr(tag, "action");
         snprintf(cb, sizeof cb, "%s%s", d->url,
                  action && strlen(action) > strlen(API_BASE) ? action + strlen(API_BASE) : "/");
         free(action);
-        for (const char *in = strstr(tag, "<input"); in; in = strstr(in + 1, "<input")) {
-            char *name = attr_value(in, "name"), *value = attr_value(in, "value");
-            char *enc = value ? curl_easy_escape(NULL, value, 0) : NULL;
-            size_t len = strlen(form);
-            if (name && enc)
-                snprintf(form + len, sizeof form - len, "%s%s=%s", len ? "&" : "", name, enc);
-            curl_free(enc);
-            free(name);
-            free(value);
-        }
+        if (!itest_html_form_body(tag, form, sizeof form))
+            form[0] = '\0'; /* the callback then refuses it: reported as no redirect */
     } else {
         snprintf(final, size, "the fake's authorize answered %ld", r.status);
         itest_resp_free(&r);
@@ -1351,7 +1302,7 @@ static int64_t browser_sign_in(const struct itest_daemon *d, const char *provide
     }
     itest_resp_free(&r);
     int64_t t0 = itest_now_ms();
-    fetch(apple ? "POST" : "GET", cb, apple ? form : NULL, &r);
+    itest_fetch(apple ? "POST" : "GET", cb, apple ? form : NULL, &r);
     int64_t ms = itest_now_ms() - t0;
     loc = itest_header(&r, "Location");
     snprintf(final, size, "%s", r.status == 302 && loc ? loc : "(no redirect)");

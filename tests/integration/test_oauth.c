@@ -6,6 +6,7 @@
  * fresh identity (sub and email are unique per run), so what tests share at the fake is told
  * apart by subject. */
 #include "harness.h"
+#include "itest_browser.h"
 
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -98,56 +99,7 @@ static void expect_param(const char *url, const char *name, const char *value)
     free(v);
 }
 
-/* An HTML attribute value unescaped (&amp; &lt; &gt; &quot; &#x27; &#39;). */
-static void html_unescape(char *s)
-{
-    static const struct {
-        const char *ent;
-        char c;
-    } ents[] = {{"&amp;", '&'},  {"&lt;", '<'},    {"&gt;", '>'},
-                {"&quot;", '"'}, {"&#x27;", '\''}, {"&#39;", '\''}};
-    char *w = s;
-    for (char *r = s; *r;) {
-        size_t i = 0;
-        for (; i < ITEST_ARRAY_LEN(ents); i++)
-            if (strncmp(r, ents[i].ent, strlen(ents[i].ent)) == 0)
-                break;
-        if (i < ITEST_ARRAY_LEN(ents)) {
-            *w++ = ents[i].c;
-            r += strlen(ents[i].ent);
-        } else {
-            *w++ = *r++;
-        }
-    }
-    *w = '\0';
-}
-
-/* The value of attribute `attr` in the tag starting at `tag` (malloc'd, unescaped) or NULL. */
-static char *attr_value(const char *tag, const char *attr)
-{
-    const char *end = strchr(tag, '>');
-    char pat[32];
-    snprintf(pat, sizeof pat, "%s=\"", attr);
-    const char *a = strstr(tag, pat);
-    if (!a || (end && a > end))
-        return NULL;
-    a += strlen(pat);
-    const char *q = strchr(a, '"');
-    char *v = strndup(a, (size_t)(q - a));
-    html_unescape(v);
-    return v;
-}
-
 /* ---- playing the browser ------------------------------------------------------------------ */
-
-/* GET/POST an absolute URL, no redirect following. */
-static void fetch(const char *method, const char *url, const char *form, struct itest_resp *r)
-{
-    const char *headers[] = {"Content-Type: application/x-www-form-urlencoded",
-                             "User-Agent: " ITEST_USER_AGENT, NULL};
-    itest_request(NULL, method, url, form ? headers : headers + 1, form, form ? strlen(form) : 0,
-                  r);
-}
 
 /* Asserts `r` is the 302 the contract's redirects are (no-store, no-referrer) and returns its
  * Location (malloc'd). */
@@ -177,7 +129,7 @@ static char *start(const struct itest_daemon *d, const char *provider, const cha
     char url[256];
     snprintf(url, sizeof url, "%s/auth/oauth/%s%s", d->url, provider, query);
     struct itest_resp r;
-    fetch("GET", url, NULL, &r);
+    itest_fetch("GET", url, NULL, &r);
     char *loc = expect_redirect(&r);
     itest_resp_free(&r);
     return loc;
@@ -188,11 +140,11 @@ static char *start(const struct itest_daemon *d, const char *provider, const cha
 static char *google_finish(const struct itest_daemon *d, const char *authorize)
 {
     struct itest_resp r;
-    fetch("GET", authorize, NULL, &r);
+    itest_fetch("GET", authorize, NULL, &r);
     itest_expect_status(&r, 302);
     char *cb = on_daemon(d, itest_header(&r, "Location"));
     itest_resp_free(&r);
-    fetch("GET", cb, NULL, &r);
+    itest_fetch("GET", cb, NULL, &r);
     char *final = expect_redirect(&r);
     itest_resp_free(&r);
     free(cb);
@@ -204,28 +156,18 @@ static char *google_finish(const struct itest_daemon *d, const char *authorize)
 static char *apple_finish(const struct itest_daemon *d, const char *authorize)
 {
     struct itest_resp r;
-    fetch("GET", authorize, NULL, &r);
+    itest_fetch("GET", authorize, NULL, &r);
     itest_expect_status(&r, 200);
     assert_non_null(strstr(r.body, "document.forms[0].submit()"));
     const char *formtag = strstr(r.body, "<form");
     assert_non_null(formtag);
-    char *method = attr_value(formtag, "method"), *action = attr_value(formtag, "action");
+    char *method = itest_html_attr(formtag, "method"), *action = itest_html_attr(formtag, "action");
     assert_string_equal(method, "POST");
-    char body[8192] = "";
-    for (const char *in = strstr(formtag, "<input"); in; in = strstr(in + 1, "<input")) {
-        char *name = attr_value(in, "name"), *value = attr_value(in, "value");
-        assert_non_null(name);
-        assert_non_null(value);
-        char *enc = curl_easy_escape(NULL, value, 0);
-        size_t len = strlen(body);
-        snprintf(body + len, sizeof body - len, "%s%s=%s", len ? "&" : "", name, enc);
-        curl_free(enc);
-        free(name);
-        free(value);
-    }
+    char body[8192];
+    assert_true(itest_html_form_body(formtag, body, sizeof body));
     itest_resp_free(&r);
     char *cb = on_daemon(d, action);
-    fetch("POST", cb, body, &r);
+    itest_fetch("POST", cb, body, &r);
     char *final = expect_redirect(&r);
     itest_resp_free(&r);
     free(cb);
@@ -523,7 +465,7 @@ static void test_oauth_denied_at_the_provider_is_oauth_failed(void **state)
 static char *callback_of(const struct itest_daemon *d, const char *authorize)
 {
     struct itest_resp r;
-    fetch("GET", authorize, NULL, &r);
+    itest_fetch("GET", authorize, NULL, &r);
     itest_expect_status(&r, 302);
     char *cb = on_daemon(d, itest_header(&r, "Location"));
     itest_resp_free(&r);
@@ -533,7 +475,7 @@ static char *callback_of(const struct itest_daemon *d, const char *authorize)
 static char *get_final(const char *url)
 {
     struct itest_resp r;
-    fetch("GET", url, NULL, &r);
+    itest_fetch("GET", url, NULL, &r);
     char *final = expect_redirect(&r);
     itest_resp_free(&r);
     return final;
@@ -591,7 +533,7 @@ static void *replay_thread(void *arg)
 {
     struct replay_job *j = arg;
     struct itest_resp r;
-    fetch("GET", j->url, NULL, &r);
+    itest_fetch("GET", j->url, NULL, &r);
     const char *loc = itest_header(&r, "Location");
     j->final = loc ? strdup(loc) : NULL;
     itest_resp_free(&r);
@@ -696,7 +638,7 @@ static void test_oauth_malformed_apple_callback_body_is_oauth_failed(void **stat
     static const char *const bodies[] = {"code=abc&state=%zz", "code=a&code=b", "code=%00"};
     for (size_t i = 0; i < ITEST_ARRAY_LEN(bodies); i++) {
         struct itest_resp r;
-        fetch("POST", url, bodies[i], &r);
+        itest_fetch("POST", url, bodies[i], &r);
         char *final = expect_redirect(&r);
         expect_failed(final, WEB_TARGET);
         free(final);
