@@ -146,7 +146,6 @@ static const struct ink_sql SQL_CLAIM_UNDELIVERED = {
     "  RETURNING id, kind, payload, created_at)"
     " SELECT id, kind, payload FROM u ORDER BY created_at, id"};
 
-
 enum ink_status ink_cmd_redeliver(struct ink_db *db, const char *device_id, const char *thing)
 {
     if (!can_publish())
