@@ -377,14 +377,14 @@ static bool sample_line(struct parser *p, const char *line)
 bool prom_parse(const char *text, struct prom_page *page, char *err, size_t err_len)
 {
     memset(page, 0, sizeof *page);
-    struct parser p = {
-        .err = err, .err_len = err_len, .fam = calloc(MAX_FAMILIES, sizeof(struct family))};
-    bool ok = true;
     size_t len = strlen(text);
     if (!len || text[len - 1] != '\n') {
         snprintf(err, err_len, "the page is empty or does not end with a newline");
         return false;
     }
+    struct parser p = {
+        .err = err, .err_len = err_len, .fam = calloc(MAX_FAMILIES, sizeof(struct family))};
+    bool ok = true;
     char *copy = strdup(text);
     struct family *prev = NULL;
     for (char *line = copy, *nl; ok && *line; line = nl + 1) {
