@@ -2,7 +2,7 @@
 # tests/fuzz/fuzz.sh — build every libFuzzer driver (ASan+UBSan) into build-fuzz/ and run each
 # for a bounded time on a copy of its seed corpus.
 #
-#   tests/fuzz/fuzz.sh                 build and run every driver, one after another
+#   tests/fuzz/fuzz.sh                 build and run every driver, FUZZ_JOBS (cores) at a time
 #   tests/fuzz/fuzz.sh NAME...         only these drivers (e.g. fuzz_json fuzz_config)
 #   tests/fuzz/fuzz.sh --build-only [NAME...]   build, do not run
 #   tests/fuzz/fuzz.sh --list          print the driver names
@@ -19,8 +19,8 @@
 # Output: per driver the cmocka-style lines that scripts/lib/cmocka-count.awk counts as one test
 # (passed or failed), plus one line of statistics; the last line is "fuzz: N passed, M failed".
 # Exit status 0 when every driver built and ran clean, 1 otherwise, 2 on a usage error.
-# Environment: FUZZ_SECONDS (20), FUZZ_CC (clang-14), FUZZ_OUT (build-fuzz, relative to the
-# repository root).
+# Environment: FUZZ_SECONDS (20), FUZZ_JOBS (the number of cores), FUZZ_CC (clang-14), FUZZ_OUT
+# (build-fuzz, relative to the repository root).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -194,10 +194,28 @@ command -v "$CC" >/dev/null || echo "fuzz.sh: $CC not found (Debian: apt-get ins
 mkdir -p "$OUT"
 gen_sources
 
-passed=0 failed=0
-for row in "${ROWS[@]}"; do
+# one ROW: build and run one driver; its cmocka-style block on stdout; status 0 when clean
+one() {
+  local row="$1" name
   name="$(field "$row" 1)"
-  if ((BUILD_ONLY)); then
+  cmocka_begin "$name"
+  if ! build "$row"; then
+    echo "$name: build FAILED:"
+    sed 's/^/  | /' "$OUT/$name.build.log" | head -n 40
+    cmocka_end "$name" failed
+    return 1
+  elif run "$row"; then
+    cmocka_end "$name" ok
+  else
+    cmocka_end "$name" failed
+    return 1
+  fi
+}
+
+passed=0 failed=0
+if ((BUILD_ONLY)); then
+  for row in "${ROWS[@]}"; do
+    name="$(field "$row" 1)"
     if build "$row"; then
       echo "built $OUT/$name"
       passed=$((passed + 1))
@@ -206,22 +224,34 @@ for row in "${ROWS[@]}"; do
       sed 's/^/  | /' "$OUT/$name.build.log" | head -n 40
       failed=$((failed + 1))
     fi
-    continue
-  fi
-  cmocka_begin "$name"
-  if ! build "$row"; then
-    echo "$name: build FAILED:"
-    sed 's/^/  | /' "$OUT/$name.build.log" | head -n 40
-    cmocka_end "$name" failed
-    failed=$((failed + 1))
-  elif run "$row"; then
-    cmocka_end "$name" ok
-    passed=$((passed + 1))
-  else
-    cmocka_end "$name" failed
-    failed=$((failed + 1))
-  fi
-done
+  done
+else
+  # FUZZ_JOBS drivers at a time (each is one busy process; default: one per core), their
+  # blocks printed in table order once all are done
+  JOBS="${FUZZ_JOBS:-$(nproc)}"
+  mkdir -p "$OUT/run"
+  declare -a OUTS=()
+  for row in "${ROWS[@]}"; do
+    out="$OUT/run/$(field "$row" 1).out"
+    rm -f "$out" "$out.rc"
+    (
+      rc=0
+      one "$row" || rc=$?
+      echo "$rc" >"$out.rc"
+    ) >"$out" 2>&1 &
+    OUTS+=("$out")
+    while (($(jobs -rp | wc -l) >= JOBS)); do wait -n || true; done
+  done
+  wait
+  for out in "${OUTS[@]}"; do
+    cat "$out"
+    if [[ "$(cat "$out.rc" 2>/dev/null)" == 0 ]]; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+    fi
+  done
+fi
 
 if ((BUILD_ONLY)); then
   echo "fuzz: built $passed, failed to build $failed"
