@@ -1,12 +1,13 @@
-/** A background thread that works a durable queue in rounds (the billing canceller, the Apple
- *  token revoker): one round, then sleep for as long as the round asks or until kicked. The
- *  queue itself lives in the database, so a crash loses nothing; the thread only decides when to
- *  look again. */
+/** A background thread that works in rounds: one round, then sleep for as long as the round
+ *  asks or until kicked. The billing canceller and the Apple token revoker work a durable queue
+ *  that lives in the database (a crash loses nothing; the thread only decides when to look
+ *  again); the systemd watchdog probes the server and pings. */
 #ifndef INKLET_BGJOB_H
 #define INKLET_BGJOB_H
 #include <stdbool.h>
 
-/** One round of work; returns how many seconds to sleep before the next round (at least 1). */
+/** One round of work; returns how many milliseconds to sleep before the next round (at least
+ *  1). */
 typedef long (*ink_bgjob_round_fn)(void);
 
 struct ink_bgjob;

@@ -37,12 +37,12 @@ void ink_device_ack(const char *command_id);
 struct ink_histogram;
 struct ink_device_stats {
     unsigned long long redelivered;       /* commands published again on a heartbeat */
-    unsigned long long enqueued;          /* commands stored by POST .../commands */
+    unsigned long long enqueued;          /* commands stored (every kind, system ones too) */
     unsigned long long delivered;         /* commands marked delivered by a display's report */
     unsigned long long canceled;          /* commands canceled by DELETE .../commands/{id} */
     unsigned long long expired;           /* commands that reached COMMAND_TTL undelivered */
     const struct ink_histogram *delivery; /* creation to delivery, seconds */
-    unsigned long long acks_written;      /* acknowledgements written as `sent` */
+    unsigned long long marked_sent;       /* commands acknowledgements moved to sent */
     unsigned long long acks_lost;         /* by design 0 */
     unsigned acks_backlog;                /* acknowledgements waiting to be written */
 };

@@ -165,7 +165,7 @@ void ink_billing_canceller_kick(void)
 static long canceller_round(void)
 {
     ink_billing_cancel_due(NULL, NULL);
-    return ink_db_seconds_until(&SQL_NEXT_DUE, POLL_SECONDS);
+    return ink_db_seconds_until(&SQL_NEXT_DUE, POLL_SECONDS) * 1000;
 }
 
 bool ink_billing_canceller_start(void)

@@ -1,4 +1,4 @@
-/* A thread that runs rounds of a durable queue's work, sleeping in between. */
+/* A thread that runs rounds of work, sleeping in between. */
 #include "inklet/bgjob.h"
 
 #include "inklet/alloc.h"
@@ -24,13 +24,15 @@ static void *bgjob_main(void *arg)
     while (!j->stopping) {
         j->kicked = false;
         pthread_mutex_unlock(&j->lock);
-        long wait = j->round();
-        if (wait < 1)
-            wait = 1;
+        long wait_ms = j->round();
+        if (wait_ms < 1)
+            wait_ms = 1;
         pthread_mutex_lock(&j->lock);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += wait;
+        long ns = until.tv_nsec + (wait_ms % 1000) * 1000000L;
+        until.tv_sec += (time_t)(wait_ms / 1000 + ns / 1000000000L);
+        until.tv_nsec = ns % 1000000000L;
         while (!j->kicked && !j->stopping)
             if (pthread_cond_timedwait(&j->wake, &j->lock, &until) != 0)
                 break;

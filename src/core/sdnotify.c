@@ -1,17 +1,17 @@
 #include "inklet/sdnotify.h"
 
+#include "inklet/bgjob.h"
 #include "inklet/log.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <pthread.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 void ink_sd_notify(const char *state)
@@ -38,13 +38,11 @@ void ink_sd_notify(const char *state)
 /* ---- the watchdog ------------------------------------------------------------------------- */
 
 static struct {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool running, stop;
+    struct ink_bgjob *job;
     uint64_t interval_us;
     ink_sd_probe_fn probe;
-} wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    bool failing;
+} wd;
 
 /* Parses a decimal environment value; false when present but not a positive number. */
 static bool env_u64(const char *name, uint64_t *out)
@@ -63,41 +61,24 @@ static bool env_u64(const char *name, uint64_t *out)
     return v > 0;
 }
 
-static void *watchdog_main(void *arg)
+/* systemd's advice: ping at half the interval; the probe gets a quarter, so a slow answer still
+ * leaves time for the ping before the deadline */
+static long watchdog_round(void)
 {
-    (void)arg;
-    /* systemd's advice: ping at half the interval; the probe gets a quarter, so a slow answer
-     * still leaves time for the ping before the deadline */
-    uint64_t period_us = wd.interval_us / 2;
     unsigned probe_ms = (unsigned)(wd.interval_us / 4000 ? wd.interval_us / 4000 : 1);
-    bool failing = false;
-    pthread_mutex_lock(&wd.lock);
-    while (!wd.stop) {
-        pthread_mutex_unlock(&wd.lock);
-        bool alive = wd.probe(probe_ms);
+    bool alive = wd.probe(probe_ms);
+    if (alive)
+        ink_sd_notify("WATCHDOG=1");
+    if (alive == wd.failing) { /* log transitions only, not every period */
         if (alive)
-            ink_sd_notify("WATCHDOG=1");
-        if (alive != !failing) { /* log transitions only, not every period */
-            if (alive)
-                ink_info("watchdog: the server answers its probe again; pinging systemd");
-            else
-                ink_error("watchdog: the server did not answer its probe within %u ms; "
-                          "systemd is no longer pinged and restarts the service after "
-                          "WatchdogSec",
-                          probe_ms);
-            failing = !alive;
-        }
-        pthread_mutex_lock(&wd.lock);
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        uint64_t ns = (uint64_t)until.tv_nsec + (period_us % 1000000) * 1000;
-        until.tv_sec += (time_t)(period_us / 1000000 + ns / 1000000000);
-        until.tv_nsec = (long)(ns % 1000000000);
-        while (!wd.stop && pthread_cond_timedwait(&wd.wake, &wd.lock, &until) != ETIMEDOUT) {
-        }
+            ink_info("watchdog: the server answers its probe again; pinging systemd");
+        else
+            ink_error("watchdog: the server did not answer its probe within %u ms; systemd is "
+                      "no longer pinged and restarts the service after WatchdogSec",
+                      probe_ms);
+        wd.failing = !alive;
     }
-    pthread_mutex_unlock(&wd.lock);
-    return NULL;
+    return (long)(wd.interval_us / 2000);
 }
 
 bool ink_sd_watchdog_start(ink_sd_probe_fn probe)
@@ -111,24 +92,16 @@ bool ink_sd_watchdog_start(ink_sd_probe_fn probe)
         return true; /* no watchdog asked for */
     if (pid && pid != (uint64_t)getpid())
         return true; /* meant for another process (e.g. ExecStartPre) */
-    if (usec < 20000) {
-        ink_error("WATCHDOG_USEC=%" PRIu64 " is below 20 ms; refusing to start", usec);
+    if (usec < 20000 || usec > (uint64_t)LONG_MAX) {
+        ink_error("WATCHDOG_USEC=%" PRIu64 " is not between 20 ms and LONG_MAX; refusing to start",
+                  usec);
         return false;
     }
     wd.interval_us = usec;
     wd.probe = probe;
-    wd.stop = false;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&wd.wake, &ca);
-    pthread_condattr_destroy(&ca);
-    if (pthread_create(&wd.thread, NULL, watchdog_main, NULL) != 0) {
-        pthread_cond_destroy(&wd.wake);
-        ink_error("cannot start the watchdog thread");
+    wd.failing = false;
+    if (!(wd.job = ink_bgjob_start("watchdog", watchdog_round)))
         return false;
-    }
-    wd.running = true;
     ink_info("watchdog: pinging systemd every %" PRIu64 " ms while the server answers",
              usec / 2000);
     return true;
@@ -136,13 +109,6 @@ bool ink_sd_watchdog_start(ink_sd_probe_fn probe)
 
 void ink_sd_watchdog_stop(void)
 {
-    if (!wd.running)
-        return;
-    pthread_mutex_lock(&wd.lock);
-    wd.stop = true;
-    pthread_cond_signal(&wd.wake);
-    pthread_mutex_unlock(&wd.lock);
-    pthread_join(wd.thread, NULL);
-    pthread_cond_destroy(&wd.wake);
-    wd.running = false;
+    ink_bgjob_stop(wd.job);
+    wd.job = NULL;
 }

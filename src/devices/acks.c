@@ -29,7 +29,8 @@ static struct {
     bool running, stopping;
     pthread_t thread;
     struct ink_db *db;
-    atomic_ullong written, overflow;
+    atomic_ullong overflow;
+    atomic_ullong marked_sent; /* rows the batches moved from queued to sent */
 } acks = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 unsigned ink_device_acks_backlog(void)
@@ -77,16 +78,19 @@ static bool write_batch(unsigned n)
     arr[len++] = '}';
     arr[len] = '\0';
     enum ink_status st = ink_db_private_ready(acks.db);
+    PGresult *r = NULL;
     if (st == INK_OK)
-        st = ink_db_exec(acks.db, &SQL_SENT, 1, (const char *[]){arr}, NULL);
+        st = ink_db_exec(acks.db, &SQL_SENT, 1, (const char *[]){arr}, &r);
     free(arr);
     if (st != INK_OK)
         return false;
+    /* an ack of a redelivered command that is already `sent` moves nothing */
+    atomic_fetch_add(&acks.marked_sent, strtoull(PQcmdTuples(r), NULL, 10));
+    PQclear(r);
     pthread_mutex_lock(&acks.lock);
     acks.head = (acks.head + n) % ACK_CAP;
     acks.count -= n;
     pthread_mutex_unlock(&acks.lock);
-    atomic_fetch_add(&acks.written, n);
     return true;
 }
 
@@ -149,7 +153,7 @@ void ink_device_acks_stop(void)
 void ink_devices_get_stats(struct ink_device_stats *out)
 {
     ink_cmd_get_stats(out);
-    out->acks_written = atomic_load(&acks.written);
+    out->marked_sent = atomic_load(&acks.marked_sent);
     out->acks_lost = atomic_load(&acks.overflow);
     out->acks_backlog = ink_device_acks_backlog();
 }

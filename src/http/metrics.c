@@ -26,22 +26,10 @@
 #define STATUS_CLASSES 6 /* 0 (no response), 1xx..5xx */
 
 static atomic_ullong requests[MAX_ROUTES + 1][STATUS_CLASSES];
-/* per route; [MAX_ROUTES] is every request no route matched */
-static struct ink_histogram latency[MAX_ROUTES + 1];
-static atomic_bool latency_ready;
-
-static struct ink_histogram *route_histogram(size_t r)
-{
-    /* the bounds are constant: set them once (a race sets the same values) */
-    if (!atomic_load_explicit(&latency_ready, memory_order_acquire)) {
-        for (size_t i = 0; i <= MAX_ROUTES; i++) {
-            latency[i].bounds = INK_HIST_REQUEST_BOUNDS;
-            latency[i].n = sizeof INK_HIST_REQUEST_BOUNDS / sizeof *INK_HIST_REQUEST_BOUNDS;
-        }
-        atomic_store_explicit(&latency_ready, true, memory_order_release);
-    }
-    return &latency[r];
-}
+/* per route; [MAX_ROUTES] is every request no route matched (a GNU range designator, as in
+ * the kernel: one initialiser for every element) */
+static struct ink_histogram latency[MAX_ROUTES + 1] = {[0 ... MAX_ROUTES] =
+                                                           INK_HISTOGRAM(INK_HIST_REQUEST_BOUNDS)};
 
 void ink_metrics_observe_request(const struct ink_route *route, unsigned status, double ms)
 {
@@ -50,7 +38,7 @@ void ink_metrics_observe_request(const struct ink_route *route, unsigned status,
         r = MAX_ROUTES;
     unsigned cls = status / 100 < STATUS_CLASSES ? status / 100 : 0;
     atomic_fetch_add_explicit(&requests[r][cls], 1, memory_order_relaxed);
-    ink_histogram_observe(route_histogram(r), ms / 1000.0);
+    ink_histogram_observe(&latency[r], ms / 1000.0);
 }
 
 static void appendf(struct ink_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -126,14 +114,12 @@ static void render_http(struct ink_buf *b)
     for (size_t r = 0; r <= MAX_ROUTES; r++) {
         if (r < MAX_ROUTES && r >= ink_routes_count)
             continue;
-        const struct ink_histogram *h = route_histogram(r);
-        if (!atomic_load(&h->counts[h->n]) && !atomic_load(&h->sum_us)) {
-            unsigned long long any = 0;
-            for (size_t i = 0; i < h->n; i++)
-                any += atomic_load(&h->counts[i]);
-            if (!any)
-                continue;
-        }
+        const struct ink_histogram *h = &latency[r];
+        unsigned long long seen = 0;
+        for (size_t i = 0; i <= h->n; i++)
+            seen += atomic_load(&h->counts[i]);
+        if (!seen) /* routes nobody called: no series */
+            continue;
         char labels[192];
         if (r == MAX_ROUTES)
             snprintf(labels, sizeof labels, "route=\"unmatched\"");
@@ -274,7 +260,7 @@ static void render_devices(struct ink_buf *b)
             "inklet_commands_total{status=\"delivered\"} %llu\n"
             "inklet_commands_total{status=\"canceled\"} %llu\n"
             "inklet_commands_total{status=\"expired\"} %llu\n",
-            ds.enqueued, ds.acks_written, ds.delivered, ds.canceled, ds.expired);
+            ds.enqueued, ds.marked_sent, ds.delivered, ds.canceled, ds.expired);
     family(b, "inklet_commands_redelivered_total", "counter",
            "Commands published again on a display's heartbeat.");
     appendf(b, "inklet_commands_redelivered_total %llu\n", ds.redelivered);

@@ -30,7 +30,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -657,26 +656,42 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     ink_debug("microhttpd: %s", msg);
 }
 
+/* LISTEN_ADDR and PORT as a socket address (and its length, when len is not NULL); false when
+ * LISTEN_ADDR is no IP address. */
+static bool listen_address(struct sockaddr_storage *ss, socklen_t *len)
+{
+    const struct ink_config *cfg = &ink_app.cfg;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, cfg->listen_addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)cfg->port);
+        if (len)
+            *len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, cfg->listen_addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)cfg->port);
+        if (len)
+            *len = sizeof *v6;
+    } else {
+        return false;
+    }
+    return true;
+}
+
 bool ink_server_start(void)
 {
     const struct ink_config *cfg = &ink_app.cfg;
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, cfg->listen_addr, &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)cfg->port);
-    } else if (inet_pton(AF_INET6, cfg->listen_addr, &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)cfg->port);
-        flags |= MHD_USE_IPv6;
-    } else {
+    if (!listen_address(&ss, NULL)) {
         ink_error("LISTEN_ADDR %s is not an IP address", cfg->listen_addr);
         return false;
     }
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
     lane_requests = ink_workq_start(cfg->db_pool_size, cfg->http_max_conns, 0);
     lane_hashing = ink_workq_start(cfg->hash_concurrency + 1, HASH_QUEUE_CAPACITY, HASH_NICE);
     lane_upstream = ink_workq_start(UPSTREAM_WORKERS, UPSTREAM_QUEUE_CAPACITY, 0);
@@ -756,29 +771,18 @@ static bool wait_fd(int fd, short events, int64_t deadline_ms)
 
 bool ink_server_probe(unsigned timeout_ms)
 {
-    const struct ink_config *cfg = &ink_app.cfg;
     int64_t deadline = ink_now_mono_ms() + timeout_ms;
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    if (!listen_address(&ss, &len))
+        return false;
+    /* a wildcard listener is probed on loopback, a specific address on itself */
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    socklen_t len;
-    /* a wildcard listener is probed on loopback, a specific address on itself */
-    if (inet_pton(AF_INET, cfg->listen_addr, &v4->sin_addr) == 1) {
-        if (v4->sin_addr.s_addr == htonl(INADDR_ANY))
-            v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons((uint16_t)cfg->port);
-        len = sizeof *v4;
-    } else if (inet_pton(AF_INET6, cfg->listen_addr, &v6->sin6_addr) == 1) {
-        if (IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
-            v6->sin6_addr = in6addr_loopback;
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)cfg->port);
-        len = sizeof *v6;
-    } else {
-        return false;
-    }
+    if (ss.ss_family == AF_INET && v4->sin_addr.s_addr == htonl(INADDR_ANY))
+        v4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (ss.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&v6->sin6_addr))
+        v6->sin6_addr = in6addr_loopback;
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;

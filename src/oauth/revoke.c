@@ -147,7 +147,7 @@ static long revoker_round(void)
 {
     for (int i = 0; i < 100 && work_one(); i++)
         ;
-    return ink_db_seconds_until(&SQL_NEXT_DUE, POLL_SECONDS);
+    return ink_db_seconds_until(&SQL_NEXT_DUE, POLL_SECONDS) * 1000;
 }
 
 bool ink_oauth_revoker_start(void)

@@ -1513,3 +1513,19 @@ unsigned long long itest_metric(const struct itest_daemon *d, const char *name)
     itest_resp_free(&r);
     return v;
 }
+
+void itest_refresh_expect(const struct itest_daemon *d, const char *refresh, long status,
+                          const char *code, struct itest_session *out)
+{
+    struct itest_resp r;
+    itest_callf(d, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", refresh);
+    if (code)
+        itest_expect_error(&r, status, code);
+    else
+        itest_expect_status(&r, status);
+    if (out) {
+        itest_expect_keys(r.json, (const char *const[]){"accessToken", "refreshToken", NULL});
+        itest_session_from(r.json, out);
+    }
+    itest_resp_free(&r);
+}

@@ -258,6 +258,10 @@ void itest_user_new(struct itest_user *u);
 void itest_register(const struct itest_daemon *d, struct itest_user *u);
 /** Logs in (identifier = username) and fills *s; asserts 200. */
 void itest_login(const struct itest_daemon *d, const struct itest_user *u, struct itest_session *s);
+/** POST /auth/refresh with `refresh` on `d`; asserts `status` (and the error `code` when not
+ *  NULL); when `out` is not NULL, asserts the pair's keys and fills *out from the body. */
+void itest_refresh_expect(const struct itest_daemon *d, const char *refresh, long status,
+                          const char *code, struct itest_session *out);
 /** Fills *s from an auth/refresh response body (accessToken, refreshToken; sid from the JWT). */
 void itest_session_from(const json_t *body, struct itest_session *s);
 /** GET /auth/me with `token` and returns the status (0 on a transport failure). */

@@ -7,6 +7,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The sign-in configuration the tests give inkletd against tests/fakes/fake_oidc.py. The
+ * redirect URLs are the ones the providers are told about; the tests map them onto the daemon's
+ * address when they follow a provider's redirect, so they need not know the daemon's port. */
+#define GOOGLE_ID "inklet-google-web"
+#define GOOGLE_SECRET "g-secret"
+#define APPLE_ID "com.iminklet.web"
+#define TEAM_ID "TEAM123456"
+#define KEY_ID "KEY1234567"
+#define API_BASE "https://api.inklet.test"
+#define WEB_TARGET "https://portal.inklet.test/auth/callback"
+#define ENC_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
 /** GET, or POST a form body, to an absolute URL; no redirect is followed. */
 void itest_fetch(const char *method, const char *url, const char *form, struct itest_resp *r);
 /** The value of attribute `attr` in the HTML tag starting at `tag`, with &amp; &lt; &gt; &quot;

@@ -1236,14 +1236,6 @@ static void test_faults_slowloris_and_slow_bodies_leave_health_answering(void **
 
 #define STRIPE_KEY "sk_test_inklet_fake"
 #define WEBHOOK_SECRET "whsec_inklet_fake"
-#define GOOGLE_ID "inklet-google-web"
-#define GOOGLE_SECRET "g-secret"
-#define APPLE_ID "com.iminklet.web"
-#define TEAM_ID "TEAM123456"
-#define KEY_ID "KEY1234567"
-#define API_BASE "https://api.inklet.test"
-#define WEB_TARGET "https://portal.inklet.test/auth/callback"
-#define ENC_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 /* the production STRIPE_TIMEOUT and OAUTH_TIMEOUT (src/core/config.c); the fakes hang longer */
 #define PROVIDER_TIMEOUT_MS 10000
 #define HANG_MS 15000

@@ -433,20 +433,6 @@ static void *race_refresh(void *arg)
     return NULL;
 }
 
-static void refresh_expect(const struct itest_daemon *d, const char *token, long status,
-                           const char *code, struct itest_session *out)
-{
-    struct itest_resp r;
-    itest_callf(d, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", token);
-    if (code)
-        itest_expect_error(&r, status, code);
-    else
-        itest_expect_status(&r, status);
-    if (out)
-        itest_session_from(r.json, out);
-    itest_resp_free(&r);
-}
-
 /* RACERS refreshes of one token, half to A and half to B, released together: exactly one 200
  * and every other one 401 refresh_token_rotated (a lost race within REFRESH_REUSE_GRACE, not
  * theft). Nothing is revoked: the winner's pair works on both once the liveness caches have
@@ -505,10 +491,10 @@ static void test_fleet_concurrent_refresh_has_exactly_one_winner(void **state)
     itest_sleep_ms(6000); /* longer than any instance's ≤ 5 s session cache */
     for (int i = 0; i < 2; i++)
         assert_int_equal(itest_me_status(d[i], winner->access), 200);
-    refresh_expect(d[0], u.s.refresh, 401, "refresh_token_rotated", NULL);
-    refresh_expect(d[1], u.s.refresh, 401, "refresh_token_rotated", NULL);
+    itest_refresh_expect(d[0], u.s.refresh, 401, "refresh_token_rotated", NULL);
+    itest_refresh_expect(d[1], u.s.refresh, 401, "refresh_token_rotated", NULL);
     struct itest_session next;
-    refresh_expect(d[(winner_idx + 1) % 2], winner->refresh, 200, NULL, &next);
+    itest_refresh_expect(d[(winner_idx + 1) % 2], winner->refresh, 200, NULL, &next);
     assert_string_equal(next.sid, u.s.sid);
     for (int i = 0; i < 2; i++)
         assert_int_equal(itest_me_status(d[i], next.access), 200);
@@ -529,20 +515,20 @@ static void test_fleet_refresh_reuse_after_the_grace_revokes_on_both(void **stat
     itest_register(d[0], &u);
     struct itest_session other, rotated;
     itest_login(d[1], &u, &other);
-    refresh_expect(d[0], u.s.refresh, 200, NULL, &rotated);
+    itest_refresh_expect(d[0], u.s.refresh, 200, NULL, &rotated);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(itest_me_status(d[i], rotated.access), 200);
         assert_int_equal(itest_me_status(d[i], other.access), 200);
     }
     itest_sleep_ms(2100); /* past the 1 s grace */
-    refresh_expect(d[1], u.s.refresh, 401, "refresh_token_reused", NULL);
+    itest_refresh_expect(d[1], u.s.refresh, 401, "refresh_token_reused", NULL);
     int64_t t0 = itest_now_ms();
     for (int i = 0; i < 2; i++) {
         itest_expect_token_dies(d[i], rotated.access, t0, itest_scaled(5000));
         itest_expect_token_dies(d[i], other.access, t0, itest_scaled(5000));
     }
     /* the family is gone: the winner's refresh token is refused too */
-    refresh_expect(d[0], rotated.refresh, 401, "invalid_refresh_token", NULL);
+    itest_refresh_expect(d[0], rotated.refresh, 401, "invalid_refresh_token", NULL);
     load_stop_expect_clean();
     fleet_stop(d);
 }
@@ -695,7 +681,7 @@ static void test_fleet_logout_on_one_instance_ends_the_session_on_both_within_5s
     for (int i = 0; i < 2; i++)
         itest_expect_token_dies(d[i], s.access, t0, itest_scaled(5000));
     /* nor does its refresh token work anywhere */
-    refresh_expect(d[0], s.refresh, 401, "invalid_refresh_token", NULL);
+    itest_refresh_expect(d[0], s.refresh, 401, "invalid_refresh_token", NULL);
     for (int i = 0; i < 2; i++)
         assert_int_equal(itest_me_status(d[i], u.s.access), 200);
     load_stop_expect_clean();

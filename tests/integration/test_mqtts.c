@@ -120,8 +120,8 @@ static long ready_status(const struct itest_daemon *d, const char *want_broker, 
         json_t *checks = r.json ? json_object_get(r.json, "checks") : NULL;
         const char *broker = json_string_value(json_object_get(checks, "broker"));
         const char *database = json_string_value(json_object_get(checks, "database"));
-        bool done = broker && strcmp(broker, want_broker) == 0 && database &&
-                    strcmp(database, "ok") == 0;
+        bool done =
+            broker && strcmp(broker, want_broker) == 0 && database && strcmp(database, "ok") == 0;
         itest_resp_free(&r);
         if (done || itest_now_ms() > until)
             return done ? status : -1;

@@ -19,17 +19,7 @@
 
 #define D itest_shared
 
-#define GOOGLE_ID "inklet-google-web"
-#define GOOGLE_SECRET "g-secret"
-#define APPLE_ID "com.iminklet.web"
-#define TEAM_ID "TEAM123456"
-#define KEY_ID "KEY1234567"
-/* The redirect URLs the providers are told about. The test maps them onto the daemon's address
- * when it follows the provider's redirect, so they need not know the daemon's port. */
-#define API_BASE "https://api.inklet.test"
-#define WEB_TARGET "https://portal.inklet.test/auth/callback"
 #define DESKTOP_TARGET "inklet://auth/callback"
-#define ENC_KEY "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 static struct itest_fake fake;
 static char key_path[160], pub_path[160];

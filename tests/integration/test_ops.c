@@ -661,31 +661,6 @@ static ssize_t recv_within(int fd, char *buf, size_t len, unsigned ms)
     return n;
 }
 
-static void test_systemd_notify_ready_then_stopping(void **state)
-{
-    (void)state;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/notify.sock", itest.tmpdir);
-    unlink(sa.sun_path);
-    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    char env[sizeof sa.sun_path + 16];
-    snprintf(env, sizeof env, "NOTIFY_SOCKET=%s", sa.sun_path);
-    struct itest_daemon *d = itest_daemon_start((const char *const[]){env, NULL});
-    assert_non_null(d);
-    char msg[256];
-    /* READY=1 once it serves (the harness already saw /health answer) */
-    assert_true(recv_within(fd, msg, sizeof msg, itest_scaled(5000)) > 0);
-    assert_non_null(strstr(msg, "READY=1"));
-    kill(d->pid, SIGTERM);
-    assert_true(recv_within(fd, msg, sizeof msg, itest_scaled(5000)) > 0);
-    assert_non_null(strstr(msg, "STOPPING=1"));
-    assert_int_equal(itest_daemon_stop(d), 0);
-    close(fd);
-    unlink(sa.sun_path);
-}
-
 /* A notify socket of the test's own; returns the fd and writes NOTIFY_SOCKET=... into env. */
 static int notify_socket(const char *name, char *env, size_t env_len)
 {
@@ -697,6 +672,24 @@ static int notify_socket(const char *name, char *env, size_t env_len)
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     snprintf(env, env_len, "NOTIFY_SOCKET=%s", sa.sun_path);
     return fd;
+}
+
+static void test_systemd_notify_ready_then_stopping(void **state)
+{
+    (void)state;
+    char env[200];
+    int fd = notify_socket("notify.sock", env, sizeof env);
+    struct itest_daemon *d = itest_daemon_start((const char *const[]){env, NULL});
+    assert_non_null(d);
+    char msg[256];
+    /* READY=1 once it serves (the harness already saw /health answer) */
+    assert_true(recv_within(fd, msg, sizeof msg, itest_scaled(5000)) > 0);
+    assert_non_null(strstr(msg, "READY=1"));
+    kill(d->pid, SIGTERM);
+    assert_true(recv_within(fd, msg, sizeof msg, itest_scaled(5000)) > 0);
+    assert_non_null(strstr(msg, "STOPPING=1"));
+    assert_int_equal(itest_daemon_stop(d), 0);
+    close(fd);
 }
 
 /* Counts WATCHDOG=1 datagrams arriving within `ms`. */

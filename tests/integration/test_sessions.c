@@ -17,26 +17,10 @@ static const char *const SESSION_KEYS[] = {"id",           "userAgent", "ip",   
 /* A syntactically valid UUID v7 that names nothing. */
 static const char *const NO_SUCH_ID = "01900000-0000-7000-8000-000000000000";
 
-static void refresh_expect_on(const struct itest_daemon *d, const char *refresh, long status,
-                              const char *code, struct itest_session *out)
-{
-    struct itest_resp r;
-    itest_callf(d, "POST", "/auth/refresh", NULL, &r, "{s:s}", "refreshToken", refresh);
-    if (code)
-        itest_expect_error(&r, status, code);
-    else
-        itest_expect_status(&r, status);
-    if (out) {
-        itest_expect_keys(r.json, (const char *const[]){"accessToken", "refreshToken", NULL});
-        itest_session_from(r.json, out);
-    }
-    itest_resp_free(&r);
-}
-
 static void refresh_expect(const char *refresh, long status, const char *code,
                            struct itest_session *out)
 {
-    refresh_expect_on(D, refresh, status, code, out);
+    itest_refresh_expect(D, refresh, status, code, out);
 }
 
 /* ---- refresh ------------------------------------------------------------------------------ */
@@ -69,19 +53,19 @@ static void test_refresh_reuse_after_the_grace_revokes_every_session(void **stat
     itest_register(g, &u);
     struct itest_session other, rotated;
     itest_login(g, &u, &other);
-    refresh_expect_on(g, u.s.refresh, 200, NULL, &rotated);
+    itest_refresh_expect(g, u.s.refresh, 200, NULL, &rotated);
     assert_int_equal(itest_me_status(g, rotated.access), 200);
     assert_int_equal(itest_me_status(g, other.access), 200);
 
     itest_sleep_ms(1500);
-    refresh_expect_on(g, u.s.refresh, 401, "refresh_token_reused", NULL);
+    itest_refresh_expect(g, u.s.refresh, 401, "refresh_token_reused", NULL);
     int64_t t0 = itest_now_ms();
     itest_expect_token_dies(g, rotated.access, t0, 5000);
     itest_expect_token_dies(g, other.access, t0, 5000);
     itest_expect_token_dies(g, u.s.access, t0, 5000);
     /* the refresh tokens of every session are dead too */
-    refresh_expect_on(g, rotated.refresh, 401, NULL, NULL);
-    refresh_expect_on(g, other.refresh, 401, NULL, NULL);
+    itest_refresh_expect(g, rotated.refresh, 401, NULL, NULL);
+    itest_refresh_expect(g, other.refresh, 401, NULL, NULL);
     /* the account itself still works */
     struct itest_session again;
     itest_login(g, &u, &again);
@@ -203,7 +187,7 @@ static void race_one_token(struct itest_daemon *const *daemons, size_t ndaemons)
     for (size_t i = 0; i < ndaemons; i++)
         assert_int_equal(itest_me_status(daemons[i], winner->access), 200);
     struct itest_session next;
-    refresh_expect_on(daemons[ndaemons - 1], winner->refresh, 200, NULL, &next);
+    itest_refresh_expect(daemons[ndaemons - 1], winner->refresh, 200, NULL, &next);
     assert_int_equal(itest_me_status(daemons[0], next.access), 200);
 }
 
