@@ -31,6 +31,17 @@
 #                          point sign-in at them (GOOGLE_* / APPLE_* / TOKEN_ENCRYPTION_KEY unless
 #                          already set), so "Sign in with Google/Apple" works without provider
 #                          accounts; INKLET_OIDC_PORT (12112, or the next free)
+#   SMTP_URL      set it to use your own SMTP relay instead of the local SMTP sink (with
+#                 SMTP_USER / SMTP_PASSWORD / SMTP_CA_FILE / MAIL_FROM as it needs)
+#   INKLET_SMTP_SINK=0     do not start the sink either: no SMTP_URL, so the mail routes answer 503
+#                          mail_not_configured (registration still works)
+#   INKLET_SMTP_PORT (12525, or the next free one)  INKLET_SMTP_CTL_PORT (the next free one after)
+#                          the sink's SMTP and control ports. Otherwise the sink
+#                          (tests/fakes/smtp_sink.py) runs, SMTP_URL points at it, and every mail
+#                          inkletd sends lands in .run/mail/<n>.eml (kept between runs) and at
+#                          http://127.0.0.1:<ctl port>/_fake/messages (parsed, this run only)
+#   PORTAL_URL (http://localhost:5173)  the base of the links in mails
+#   MAIL_FROM  (Inklet <no-reply@localhost> with the sink)
 # Any other key of config/inkletd.env.example (LOG_LEVEL, RATE_LIMIT_*, ...) passes through.
 # shellcheck disable=SC2317  # cleanup is invoked from traps
 set -Eeuo pipefail
@@ -56,6 +67,7 @@ OWN_PG=0
 OWN_MQTT=0
 FAKE_STRIPE_PID=""
 FAKE_OIDC_PID=""
+SMTP_SINK_PID=""
 INKLETD_PID=""
 cleanup() {
   local rc=$?
@@ -68,6 +80,7 @@ cleanup() {
   rm -f "$RUN_DIR/inkletd.pid"
   if [[ -n "$FAKE_STRIPE_PID" ]]; then kill "$FAKE_STRIPE_PID" 2>/dev/null; wait "$FAKE_STRIPE_PID" 2>/dev/null; fi
   if [[ -n "$FAKE_OIDC_PID" ]]; then kill "$FAKE_OIDC_PID" 2>/dev/null; wait "$FAKE_OIDC_PID" 2>/dev/null; fi
+  if [[ -n "$SMTP_SINK_PID" ]]; then kill "$SMTP_SINK_PID" 2>/dev/null; wait "$SMTP_SINK_PID" 2>/dev/null; fi
   if ((OWN_MQTT)); then svc_mqtt_stop "$RUN_DIR/mqtt"; fi
   if ((OWN_PG)); then svc_pg_stop "$RUN_DIR/pg"; fi
   say "stopped"
@@ -229,6 +242,39 @@ if [[ "${INKLET_FAKE_OIDC:-0}" == 1 ]]; then
   (tests/fakes/README.md: POST $f/_fake/user picks who signs in)."
 fi
 
+# ------------------------------------------------------------------ SMTP sink (unless SMTP_URL)
+mail_hint=""
+export PORTAL_URL="${PORTAL_URL:-http://localhost:5173}"
+if [[ -z "${SMTP_URL:-}" && "${INKLET_SMTP_SINK:-1}" != 0 ]]; then
+  smtp_port="$(svc_free_port "${INKLET_SMTP_PORT:-12525}")"
+  smtp_ctl_port="$(svc_free_port "${INKLET_SMTP_CTL_PORT:-$((smtp_port + 1))}")"
+  mkdir -p "$RUN_DIR/mail"
+  /usr/bin/python3 "$ROOT/tests/fakes/smtp_sink.py" --port "$smtp_ctl_port" \
+    --smtp-port "$smtp_port" --maildir "$RUN_DIR/mail" >"$RUN_DIR/smtp_sink.log" 2>&1 &
+  SMTP_SINK_PID=$!
+  sink_up=0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$SMTP_SINK_PID" 2>/dev/null || break
+    if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$smtp_ctl_port/_fake/health" 2>/dev/null; then
+      sink_up=1
+      break
+    fi
+    sleep 0.1
+  done
+  ((sink_up)) || { cat "$RUN_DIR/smtp_sink.log" >&2; die "the SMTP sink did not start"; }
+  export SMTP_URL="smtp://127.0.0.1:$smtp_port"
+  export MAIL_FROM="${MAIL_FROM:-Inklet <no-reply@localhost>}"
+  mail_ctl="http://127.0.0.1:$smtp_ctl_port"
+  say "SMTP sink on $SMTP_URL (log: $RUN_DIR/smtp_sink.log)"
+  mail_hint="  Mail: every mail inkletd sends is in $RUN_DIR/mail/ (newest: ls -t $RUN_DIR/mail | head -1)
+  and at $mail_ctl/_fake/messages. The newest one's text, with its link:
+    curl -s $mail_ctl/_fake/messages | python3 -c 'import json,sys; m=json.load(sys.stdin)[\"messages\"]; print(m[-1][\"text\"] if m else \"no mail yet\")'"
+elif [[ -n "${SMTP_URL:-}" ]]; then
+  say "using SMTP_URL from the environment"
+else
+  mail_hint="  No SMTP (INKLET_SMTP_SINK=0): the mail routes answer 503 mail_not_configured."
+fi
+
 # ------------------------------------------------------------------ inkletd
 if svc_port_busy "$PORT"; then
   die "port $PORT is already in use (set PORT=... to use another one)"
@@ -290,6 +336,7 @@ $mqtt_hint
     curl -s -X POST $base/api/devices/\$DEVICE/commands -H "Authorization: Bearer \$TOKEN" \\
          -H 'Content-Type: application/json' -d '{"kind":"text","text":"Hello, Inklet"}'
 
+$mail_hint
 $stripe_hint
 $oidc_hint
   Ctrl-C stops inkletd, the broker and PostgreSQL.

@@ -321,6 +321,7 @@ do_itest() { # do_itest BUILD_DIR DBNAME [WRAPPER]
   export INKLET_ITEST_PG_FREEZE INKLET_ITEST_PG_THAW
   export INKLET_ITEST_FAKE_STRIPE="$ROOT/tests/fakes/fake_stripe.py"
   export INKLET_ITEST_FAKE_OIDC="$ROOT/tests/fakes/fake_oidc.py"
+  export INKLET_ITEST_SMTP_SINK="$ROOT/tests/fakes/smtp_sink.py"
   INKLET_ITEST_PG_FREEZE="$(svc_cmdline svc_pg_freeze "$PG_DIR")"
   INKLET_ITEST_PG_THAW="$(svc_cmdline svc_pg_thaw "$PG_DIR")"
   INKLET_ITEST_PG_STOP="$(svc_cmdline svc_pg_stop "$PG_DIR")"

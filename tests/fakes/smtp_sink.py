@@ -65,6 +65,7 @@ DOMAIN = r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Za-z:.]+\])"
 MAILBOX = re.compile(rf"(?:{ATOM}|{QUOTED})@{DOMAIN}")
 PATH_ARG = re.compile(r"(FROM|TO):\s*<([^<>]*)>(.*)", re.IGNORECASE | re.DOTALL)
 PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e]+))?")
+EML_NAME = re.compile(r"([0-9]{1,9})\.eml")
 SAN = re.compile(r"(IP:[0-9A-Fa-f:.]+|DNS:[A-Za-z0-9*.-]+)")
 
 
@@ -231,6 +232,15 @@ def sanitize(obj):
     return obj
 
 
+def last_maildir_id(directory):
+    """The highest <n>.eml in `directory` (0 if none): scripts/run.sh keeps its maildir from one
+    run to the next, and numbering on after it keeps `ls -t` and the ids telling the truth."""
+    if not directory:
+        return 0
+    names = (EML_NAME.fullmatch(name) for name in os.listdir(directory))
+    return max((int(found.group(1)) for found in names if found), default=0)
+
+
 def write_maildir(directory, ident, raw):
     """<n>.eml appears whole (temp file + rename), so `ls -t` never shows half a message."""
     final = os.path.join(directory, f"{ident}.eml")
@@ -327,7 +337,7 @@ class Sink(fakelib.FakeState):
         self.fault = None  # None: accept (or down)
         self.down = False
         self.messages = []
-        self.message_seq = 0
+        self.message_seq = last_maildir_id(self.maildir)  # a kept maildir is never overwritten
         self.dropped_messages = 0  # fell out of memory (MAX_KEPT_MESSAGES)
         self.sessions = []
         self.session_seq = 0
