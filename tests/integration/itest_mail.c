@@ -11,6 +11,7 @@
 
 #define POLL_MS 50
 #define MAX_PRINTED 16000 /* of the session log, when a wait fails */
+#define MAX_ARGS 23       /* extra arguments: itest_fake_start passes on 25, two are --cert-dir */
 #define TOKEN_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 /* ---- the process ----------------------------------------------------------------------------- */
@@ -64,7 +65,24 @@ bool itest_smtp_start(struct itest_smtp *s, const char *const extra_args[])
     }
     char name[32];
     snprintf(name, sizeof name, "smtp-sink-%u", ++started);
-    if (!itest_fake_start(&s->ctl, name, script, extra_args))
+    /* The CA goes into this run's temp dir unless the caller chose a place: a sink killed with
+     * the runner (a failed test) cannot remove a temp dir of its own. */
+    bool own_cert_dir = false;
+    size_t n_extra = 0;
+    for (; extra_args && extra_args[n_extra]; n_extra++)
+        own_cert_dir |= strcmp(extra_args[n_extra], "--cert-dir") == 0;
+    if (n_extra > MAX_ARGS) {
+        fprintf(stderr, "itest_smtp_start: more than %d arguments\n", MAX_ARGS);
+        return false;
+    }
+    char cert_dir[192];
+    snprintf(cert_dir, sizeof cert_dir, "%s/%s-certs", itest.tmpdir, name);
+    const char *args[MAX_ARGS + 3] = {"--cert-dir", cert_dir};
+    size_t n = own_cert_dir ? 0 : 2;
+    for (size_t i = 0; i < n_extra; i++)
+        args[n++] = extra_args[i];
+    args[n] = NULL;
+    if (!itest_fake_start(&s->ctl, name, script, args))
         return false;
     if (read_info(s))
         return true;

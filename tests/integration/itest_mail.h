@@ -23,7 +23,8 @@ struct itest_smtp {
 
 /** Starts the sink (INKLET_ITEST_SMTP_SINK) with `extra_args` (NULL-terminated, may be NULL;
  *  e.g. {"--smtps-port", "0", "--user", "u", "--password", "p", NULL}) and reads its ports
- *  from /_fake/info. No cmocka assertions (usable in group set-ups): false, with a message on
+ *  from /_fake/info. The CA goes under the run's temp dir (itest.tmpdir) unless `extra_args`
+ *  has its own --cert-dir. No cmocka assertions (usable in group set-ups): false, with a message on
  *  stderr, when the variable is unset or the sink does not come up. */
 bool itest_smtp_start(struct itest_smtp *s, const char *const extra_args[]);
 /** SIGTERM and reap; returns the exit status (0 expected). */
