@@ -196,6 +196,17 @@ static bool utf8_ok(const char *s, size_t n)
     return true;
 }
 
+/* The code point of the well-formed UTF-8 character s[0..len). */
+static uint32_t decode_utf8(const unsigned char *s, size_t len)
+{
+    if (len == 1)
+        return s[0];
+    uint32_t cp = s[0] & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++)
+        cp = (cp << 6) | (s[i] & 0x3f);
+    return cp;
+}
+
 /* The display name before "<addr>": a quoted string (backslash escapes) or plain text without
  * quotes, backslashes or angle brackets. Stored decoded; must be UTF-8. */
 static bool parse_display_name(const char *s, size_t n, struct from_parts *p)
@@ -466,6 +477,19 @@ static size_t trim_trailing_newlines(const char *s, size_t n)
     return n;
 }
 
+/* UTF-8 without control characters (C0 but LF, DEL, C1). */
+static bool text_ok(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t len = ink_utf8_char_len((const unsigned char *)s + i, n - i);
+        uint32_t cp = len ? decode_utf8((const unsigned char *)s + i, len) : 0;
+        if (len == 0 || (cp < 0x20 && cp != '\n') || (cp >= 0x7f && cp <= 0x9f))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
 /* A line starting with "--- " inside a part: a misspelt or repeated section marker. */
 static bool has_marker(const char *s, size_t n)
 {
@@ -475,11 +499,8 @@ static bool has_marker(const char *s, size_t n)
 /* Parses a template (format: src/mail/templates/README.md); false when it breaks a rule. */
 static bool tpl_parse(const char *src, size_t n, unsigned allowed, struct tpl *t)
 {
-    if (!utf8_ok(src, n))
+    if (!text_ok(src, n))
         return false;
-    for (size_t i = 0; i < n; i++)
-        if (((unsigned char)src[i] < 0x20 && src[i] != '\n') || src[i] == 0x7f)
-            return false;
     size_t pos = 0, len;
     const char *line;
     do {
@@ -514,16 +535,6 @@ static bool tpl_parse(const char *src, size_t n, unsigned allowed, struct tpl *t
 }
 
 /* ---- variables ---- */
-
-static uint32_t decode_utf8(const unsigned char *s, size_t len)
-{
-    if (len == 1)
-        return s[0];
-    uint32_t cp = s[0] & (0xff >> (len + 1));
-    for (size_t i = 1; i < len; i++)
-        cp = (cp << 6) | (s[i] & 0x3f);
-    return cp;
-}
 
 /* Characters dropped from variables: controls, and the invisible ones that reorder or break
  * lines (a username must not flip the direction of the sentence around it). */

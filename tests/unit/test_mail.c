@@ -1025,6 +1025,8 @@ static void malformed_templates_are_refused(void **state)
         "Subject: Hi\n--- text\n{{username}}\n--- html\n{{username}}\n--- text\nmore\n",
         "Subject: Hi\n--- text\n{{username}}\n--- htm\n{{username}}\n",
         "Subject: Hi\n--- text\n{{username}} \xff\n--- html\n{{username}}\n",
+        "Subject: Hi\n--- text\n{{username}} \xc2\x85\n--- html\n{{username}}\n", /* C1 NEL */
+        "Subject: Hi\n--- text\n{{username}} \x7f\n--- html\n{{username}}\n",
         "Hi\n--- text\n{{username}}\n--- html\n{{username}}\n",
         "",
     };
