@@ -52,6 +52,7 @@ DRIVERS=(
   "fuzz_client_ip_oracle|tests/fuzz/fuzz_client_ip.c src/core/netaddr.c src/core/alloc.c src/core/text.c||-DCLIENT_IP_ORACLE|-max_len=8192|fuzz_client_ip"
   "fuzz_topic|tests/fuzz/fuzz_topic.c src/iot/topic.c|||-max_len=600|"
   "fuzz_nfc|tests/fuzz/fuzz_nfc.c src/devices/nfc.c src/core/ids.c|libcrypto||-max_len=1100|"
+  "fuzz_mail|tests/fuzz/fuzz_mail.c src/mail/message.c src/mail/smtp.c \$GEN/mail_templates.c src/core/buf.c src/core/strbuf.c $CORE|libcurl||-max_len=16384|"
   "fuzz_http_headers|tests/fuzz/fuzz_http_headers.c src/http/router.c src/http/routes.c \$GEN/handler_stubs.c src/core/app.c src/oauth/jwks.c src/oauth/jwk.c src/net/http_client.c src/core/buf.c src/core/json.c src/core/log.c src/core/strbuf.c src/core/deadline.c $CONFIG_SRC|jansson libcrypto libcurl libpq|-DINKLET_VERSION=\"fuzz\" -lpthread|-max_len=2048|"
 )
 
@@ -64,7 +65,8 @@ field() { # field ROW N: the Nth |-separated field (1-based) of a DRIVERS row
 }
 
 # Generated sources: stubs for every handler the route table names, so that the real table of
-# src/http/routes.c links without the handlers (fuzz_http_headers never calls them).
+# src/http/routes.c links without the handlers (fuzz_http_headers never calls them); the mail
+# templates as C arrays (fuzz_mail).
 gen_sources() {
   local gen="$OUT/gen" names
   mkdir -p "$gen"
@@ -78,6 +80,18 @@ gen_sources() {
     done
   } >"$gen/handler_stubs.c.new"
   mv "$gen/handler_stubs.c.new" "$gen/handler_stubs.c"
+  # the mail templates, embedded as the CMake build does (cmake/embed_file.cmake); without cmake
+  # only fuzz_mail fails to build
+  command -v cmake >/dev/null || return 0
+  local tpl kind
+  : >"$gen/mail_templates.c.new"
+  for tpl in src/mail/templates/*.txt; do
+    kind="$(basename "$tpl" .txt)"
+    cmake -DIN="$tpl" -DOUT="$gen/mail_tpl_$kind.c" -DNAME="ink_mail_tpl_$kind" \
+      -P cmake/embed_file.cmake
+    cat "$gen/mail_tpl_$kind.c" >>"$gen/mail_templates.c.new"
+  done
+  mv "$gen/mail_templates.c.new" "$gen/mail_templates.c"
 }
 
 # build ROW: compile one driver into $OUT/NAME; the compiler's output goes to $OUT/NAME.build.log
