@@ -115,7 +115,7 @@ static void put(struct out *o, const void *p, size_t n)
         o->ok = false;
 }
 
-static void puts_(struct out *o, const char *s)
+static void put_str(struct out *o, const char *s)
 {
     put(o, s, strlen(s));
 }
@@ -294,15 +294,15 @@ static void hdr_start(struct hdr *h, struct out *o, const char *name)
 {
     h->o = o;
     h->first = true;
-    puts_(o, name);
-    puts_(o, ":");
+    put_str(o, name);
+    put_str(o, ":");
     h->col = strlen(name) + 1;
 }
 
 static void hdr_word(struct hdr *h, const char *w, size_t n)
 {
     if (!h->first && h->col + 1 + n > HEADER_FOLD_AT) {
-        puts_(h->o, "\r\n");
+        put_str(h->o, "\r\n");
         h->col = 0;
     }
     put(h->o, " ", 1);
@@ -313,7 +313,7 @@ static void hdr_word(struct hdr *h, const char *w, size_t n)
 
 static void hdr_end(struct hdr *h)
 {
-    puts_(h->o, "\r\n");
+    put_str(h->o, "\r\n");
 }
 
 static void base64(const unsigned char *in, size_t n, char *out)
@@ -631,19 +631,19 @@ static void put_html_escaped(struct out *o, const char *s)
     for (; *s; s++) {
         switch (*s) {
         case '&':
-            puts_(o, "&amp;");
+            put_str(o, "&amp;");
             break;
         case '<':
-            puts_(o, "&lt;");
+            put_str(o, "&lt;");
             break;
         case '>':
-            puts_(o, "&gt;");
+            put_str(o, "&gt;");
             break;
         case '"':
-            puts_(o, "&quot;");
+            put_str(o, "&quot;");
             break;
         case '\'':
-            puts_(o, "&#39;");
+            put_str(o, "&#39;");
             break;
         default:
             put(o, s, 1);
@@ -666,7 +666,7 @@ static void expand(struct out *o, const char *s, size_t n, const struct values *
         if (html)
             put_html_escaped(o, value_of(v, bit));
         else
-            puts_(o, value_of(v, bit));
+            put_str(o, value_of(v, bit));
         i += len;
     }
 }
@@ -703,14 +703,14 @@ static void qp_encode(struct out *o, const char *s, size_t n)
             bool last = i + 1 == len;
             size_t tl = qp_token((unsigned char)line[i], col, last, tok);
             if (col + tl > QP_LINE_MAX - 1) {
-                puts_(o, "=\r\n");
+                put_str(o, "=\r\n");
                 col = 0;
                 tl = qp_token((unsigned char)line[i], col, last, tok);
             }
             put(o, tok, tl);
             col += tl;
         }
-        puts_(o, "\r\n");
+        put_str(o, "\r\n");
     }
 }
 
@@ -819,25 +819,25 @@ static void write_headers(struct out *o, const struct envelope *e)
     hdr_word(&h, mid, (size_t)n);
     hdr_end(&h);
 
-    puts_(o, "MIME-Version: 1.0\r\n");
+    put_str(o, "MIME-Version: 1.0\r\n");
     char bparam[80];
     n = snprintf(bparam, sizeof bparam, "boundary=\"%s\"", e->boundary);
     hdr_start(&h, o, "Content-Type");
     hdr_word(&h, "multipart/alternative;", strlen("multipart/alternative;"));
     hdr_word(&h, bparam, (size_t)n);
     hdr_end(&h);
-    puts_(o, "Auto-Submitted: auto-generated\r\n");
-    puts_(o, "X-Auto-Response-Suppress: All\r\n");
-    puts_(o, "\r\n");
+    put_str(o, "Auto-Submitted: auto-generated\r\n");
+    put_str(o, "X-Auto-Response-Suppress: All\r\n");
+    put_str(o, "\r\n");
 }
 
 static void write_part(struct out *o, const char *boundary, const char *type, const struct out *qp)
 {
-    puts_(o, "--");
-    puts_(o, boundary);
-    puts_(o, "\r\nContent-Type: ");
-    puts_(o, type);
-    puts_(o, "; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
+    put_str(o, "--");
+    put_str(o, boundary);
+    put_str(o, "\r\nContent-Type: ");
+    put_str(o, type);
+    put_str(o, "; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
     put(o, qp->b.data, qp->b.len);
 }
 
@@ -903,9 +903,9 @@ enum ink_status ink_mail_render_template(enum ink_mail_kind kind, const char *tp
     write_headers(&msg, &e);
     write_part(&msg, boundary, "text/plain", &p.text);
     write_part(&msg, boundary, "text/html", &p.html);
-    puts_(&msg, "--");
-    puts_(&msg, boundary);
-    puts_(&msg, "--\r\n");
+    put_str(&msg, "--");
+    put_str(&msg, boundary);
+    put_str(&msg, "--\r\n");
     if (!msg.ok)
         goto out;
     out->data = msg.b.data;
