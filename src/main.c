@@ -13,6 +13,7 @@
 #include "inklet/log.h"
 #include "inklet/migrate.h"
 #include "inklet/oauth.h"
+#include "inklet/outbox.h"
 #include "inklet/password.h"
 #include "inklet/ratelimit.h"
 #include "inklet/sdnotify.h"
@@ -95,10 +96,9 @@ static int serve(void)
     ink_app_init_derived();
     ink_auth_init();
     struct ink_rate rates[INK_RATE_CLASS_COUNT] = {
-        [INK_RATE_LOGIN] = cfg->rate_login,
-        [INK_RATE_REGISTER] = cfg->rate_register,
-        [INK_RATE_REFRESH] = cfg->rate_refresh,
-        [INK_RATE_BIND] = cfg->rate_bind,
+        [INK_RATE_LOGIN] = cfg->rate_login,     [INK_RATE_REGISTER] = cfg->rate_register,
+        [INK_RATE_REFRESH] = cfg->rate_refresh, [INK_RATE_BIND] = cfg->rate_bind,
+        [INK_RATE_MAIL] = cfg->rate_mail,
     };
     ink_ratelimit_init(rates);
     struct ink_argon2_params ap = {cfg->argon2_memory_kib, cfg->argon2_iterations,
@@ -125,6 +125,10 @@ static int serve(void)
     }
     if (!ink_oauth_revoker_start())
         return 1;
+    if (!ink_outbox_start()) {
+        ink_error("cannot start the mail sender");
+        return 1;
+    }
     ink_devices_set_outbound(&device_outbound);
     if (!ink_device_acks_start() ||
         !ink_ingest_start(INGEST_WORKERS, INGEST_QUEUE, on_device_message) ||
@@ -157,6 +161,12 @@ static int serve(void)
         pruned = 0;
         if (sig < 0 && ink_oauth_prune(&pruned) == INK_OK && pruned)
             ink_info("pruned %lld expired sign-in states", pruned);
+        pruned = 0;
+        if (sig < 0 && ink_account_prune_links(&pruned) == INK_OK && pruned)
+            ink_info("pruned %lld expired reset/verification links", pruned);
+        pruned = 0;
+        if (sig < 0 && ink_outbox_prune(&pruned) == INK_OK && pruned)
+            ink_info("pruned %lld mails finished more than 30 days ago", pruned);
     }
     ink_info("received %s: draining (up to %u s)", sig == SIGTERM ? "SIGTERM" : "SIGINT",
              cfg->shutdown_grace);
@@ -172,6 +182,7 @@ static int serve(void)
     ink_device_acks_stop();       /* writes the acknowledgements that came in (bounded) */
     ink_billing_canceller_stop(); /* finishes the customer it is on (bounded by STRIPE_TIMEOUT) */
     ink_oauth_revoker_stop();     /* finishes the token it is on (bounded by OAUTH_TIMEOUT) */
+    ink_outbox_stop();            /* finishes the mail it is on (bounded by SMTP_TIMEOUT) */
     ink_db_monitor_stop();
     ink_db_pool_close();
     ink_password_shutdown();

@@ -60,8 +60,15 @@ struct ink_config {
     char *token_encryption_key; /* 64 hex: the key Apple refresh tokens are encrypted under */
     unsigned oauth_timeout;     /* seconds: one provider exchange (token endpoint, JWKS) */
     char *oauth_web_redirect, *oauth_desktop_redirect;
+    /* mail (contract §2.2); smtp_url NULL: the mail routes answer 503 and nothing is queued */
+    char *smtp_url, *smtp_user, *smtp_password, *smtp_ca_file;
+    char *mail_from, *portal_url;
+    unsigned smtp_timeout;       /* seconds: one message handed to the SMTP server */
+    unsigned password_reset_ttl; /* seconds a reset link works */
+    unsigned email_verify_ttl;   /* seconds a verification link works */
+    unsigned mail_retry_base;    /* seconds before the first retry; doubles up to 60 x */
     /* throttling */
-    struct ink_rate rate_login, rate_register, rate_refresh, rate_bind;
+    struct ink_rate rate_login, rate_register, rate_refresh, rate_bind, rate_mail;
     unsigned login_backoff_after;
     unsigned login_backoff_max;
     /* password hashing (argon2id) */

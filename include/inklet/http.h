@@ -36,6 +36,7 @@ enum ink_rate_class {
     INK_RATE_REGISTER,
     INK_RATE_REFRESH,
     INK_RATE_BIND,
+    INK_RATE_MAIL,
     INK_RATE_CLASS_COUNT
 };
 

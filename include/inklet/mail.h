@@ -36,6 +36,8 @@ const char *ink_mail_kind_name(enum ink_mail_kind k);
 /** The kind with exactly that name (case-sensitive); false (and *out untouched) otherwise. */
 bool ink_mail_kind_from_name(const char *name, enum ink_mail_kind *out);
 
+/** The longest address (RFC 5321 path limit less the brackets). */
+#define INK_MAIL_ADDRESS_MAX 254
 /** Longest username/provider rendered, in bytes; a longer value is cut at a character boundary
  *  and ends in "…". */
 #define INK_MAIL_VAR_MAX 200
@@ -86,9 +88,9 @@ enum ink_status ink_mail_render_template(enum ink_mail_kind kind, const char *tp
 void ink_mail_msg_free(struct ink_mail_msg *m);
 
 /** The bare address inside a From value ("Inklet <a@b>" -> "a@b", "a@b" -> "a@b") into
- *  out[255]; false (out = "") if the value is malformed by the rules of ink_mail_render. Used for
+ *  out; false (out = "") if the value is malformed by the rules of ink_mail_render. Used for
  *  the envelope MAIL FROM and to validate MAIL_FROM at start. */
-bool ink_mail_address_of(const char *from, char out[255]);
+bool ink_mail_address_of(const char *from, char out[INK_MAIL_ADDRESS_MAX + 1]);
 /** True when `addr` is a bare address ink_mail_render accepts as `to`. */
 bool ink_mail_address_valid(const char *addr);
 

@@ -4,6 +4,7 @@
 
 #include "inklet/alloc.h"
 #include "inklet/ids.h"
+#include "inklet/mail.h"
 #include "inklet/netaddr.h"
 #include "inklet/text.h"
 
@@ -27,6 +28,7 @@ enum key_flags {
     F_GOOGLE_WEB = 16,
     F_APPLE_WEB = 32,
     F_MQTT_AUTH = 64,
+    F_SMTP_AUTH = 128,
 };
 
 struct config_key {
@@ -113,6 +115,26 @@ static const char *v_printable(const char *v)
         if (*p < 0x20 || *p >= 0x7f)
             return "must be printable ASCII";
     return NULL;
+}
+
+static const char *v_smtp_url(const char *v)
+{
+    return ink_smtp_url_problem(v);
+}
+
+static const char *v_mail_from(const char *v)
+{
+    char addr[INK_MAIL_ADDRESS_MAX + 1];
+    return ink_mail_address_of(v, addr) ? NULL
+                                        : "must be an address, or a name and <address>, without "
+                                          "control characters";
+}
+
+/* The portal's base URL goes into every mail link as it is. */
+static const char *v_portal_url(const char *v)
+{
+    const char *why = v_http_url(v);
+    return why ? why : v_token(v);
 }
 
 static const char *v_redirect(const char *v)
@@ -231,10 +253,21 @@ static const struct config_key CONFIG_KEYS[] = {
     S("OAUTH_WEB_REDIRECT", "https://portal.iminklet.com/auth/callback", oauth_web_redirect, 0,
       v_redirect),
     S("OAUTH_DESKTOP_REDIRECT", "inklet://auth/callback", oauth_desktop_redirect, 0, v_redirect),
+    S("SMTP_URL", NULL, smtp_url, 0, v_smtp_url),
+    S("SMTP_USER", NULL, smtp_user, F_SMTP_AUTH, v_printable),
+    S("SMTP_PASSWORD", NULL, smtp_password, F_SECRET | F_SMTP_AUTH, v_printable),
+    S("SMTP_CA_FILE", NULL, smtp_ca_file, 0, NULL),
+    U("SMTP_TIMEOUT", "30", smtp_timeout, 1, 120),
+    S("MAIL_FROM", "Inklet <no-reply@iminklet.com>", mail_from, 0, v_mail_from),
+    S("PORTAL_URL", "https://portal.iminklet.com", portal_url, 0, v_portal_url),
+    U("PASSWORD_RESET_TTL", "1800", password_reset_ttl, 1, 86400),
+    U("EMAIL_VERIFY_TTL", "86400", email_verify_ttl, 1, 2592000),
+    U("MAIL_RETRY_BASE", "60", mail_retry_base, 1, 3600),
     R("RATE_LIMIT_LOGIN", "20/60", rate_login),
     R("RATE_LIMIT_REGISTER", "10/60", rate_register),
     R("RATE_LIMIT_REFRESH", "60/60", rate_refresh),
     R("RATE_LIMIT_BIND", "10/60", rate_bind),
+    R("RATE_LIMIT_MAIL", "5/3600", rate_mail),
     U("LOGIN_BACKOFF_AFTER", "5", login_backoff_after, 1, 1000000),
     U("LOGIN_BACKOFF_MAX", "900", login_backoff_max, 1, 86400),
     U("ARGON2_MEMORY_KIB", "19456", argon2_memory_kib, 8, INK_ARGON2_MAX_M_KIB),
@@ -280,6 +313,7 @@ static const struct {
      {"APPLE_TEAM_ID", "APPLE_KEY_ID", "APPLE_PRIVATE_KEY_FILE", "APPLE_REDIRECT_URL"},
      "Apple browser sign-in; TOKEN_ENCRYPTION_KEY protects the stored Apple tokens"},
     {F_MQTT_AUTH, {"MQTT_USERNAME", "MQTT_PASSWORD"}, "broker login is both or neither"},
+    {F_SMTP_AUTH, {"SMTP_USER", "SMTP_PASSWORD"}, "the SMTP login is both or neither"},
 };
 
 bool ink_config_parse_rate(const char *s, struct ink_rate *r)

@@ -10,6 +10,7 @@
 #include "inklet/histogram.h"
 #include "inklet/ingest.h"
 #include "inklet/oauth.h"
+#include "inklet/outbox.h"
 #include "inklet/password.h"
 #include "inklet/server.h"
 
@@ -324,6 +325,21 @@ static void render_process(struct ink_buf *b)
     appendf(b, "inklet_build_info{version=\"%s\"} 1\n", INKLET_VERSION);
 }
 
+static void render_mail(struct ink_buf *b)
+{
+    struct ink_outbox_stats m;
+    ink_outbox_stats(&m);
+    family(b, "inklet_mail_total", "counter",
+           "Mails by outcome: queued in the outbox, sent, retried after a failed attempt, given "
+           "up (past their lifetime or refused for good).");
+    appendf(b,
+            "inklet_mail_total{result=\"queued\"} %llu\n"
+            "inklet_mail_total{result=\"sent\"} %llu\n"
+            "inklet_mail_total{result=\"retried\"} %llu\n"
+            "inklet_mail_total{result=\"given_up\"} %llu\n",
+            m.queued, m.sent, m.retried, m.given_up);
+}
+
 char *ink_metrics_render(void)
 {
     struct ink_buf b;
@@ -333,6 +349,7 @@ char *ink_metrics_render(void)
     render_signins(&b);
     render_billing(&b);
     render_devices(&b);
+    render_mail(&b);
     render_process(&b);
     return b.data ? b.data : ink_strdup("");
 }

@@ -180,7 +180,7 @@ bool ink_mail_address_valid(const char *addr)
 }
 
 struct from_parts {
-    char addr[255];
+    char addr[INK_MAIL_ADDRESS_MAX + 1];
     char name[NAME_MAX_BYTES + 1]; /* the display name, unquoted; "" when none */
     size_t name_len;
 };
@@ -272,7 +272,7 @@ static bool parse_from(const char *from, struct from_parts *p)
     return true;
 }
 
-bool ink_mail_address_of(const char *from, char out[255])
+bool ink_mail_address_of(const char *from, char out[INK_MAIL_ADDRESS_MAX + 1])
 {
     struct from_parts p;
     out[0] = '\0';
