@@ -45,6 +45,23 @@ enum ink_status ink_account_change_password(const char *user_id, const char *ses
 /** DELETE /auth/me. */
 enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err);
 
+/* ---- recovery by email (contract §2.2; src/auth/recovery.c) ---- */
+/** POST /auth/password/forgot: the same INK_OK (202) for every well-formed address, known or
+ *  not; INK_RATE_LIMITED with *retry_after for the fourth request to one address in an hour;
+ *  INK_UNAVAILABLE mail_not_configured without SMTP_URL. */
+enum ink_status ink_account_forgot_password(const char *email, unsigned *retry_after,
+                                            struct ink_err *err);
+/** POST /auth/password/reset: sets the password, revokes every session, verifies the address. */
+enum ink_status ink_account_reset_password(const char *token, const char *new_password,
+                                           struct ink_err *err);
+/** POST /auth/email/verify: *user is the user object with emailVerified. */
+enum ink_status ink_account_verify_email(const char *token, json_t **user, struct ink_err *err);
+/** POST /auth/email/verify/resend: queues a verification mail unless already verified. */
+enum ink_status ink_account_resend_verification(const char *user_id, unsigned *retry_after,
+                                                struct ink_err *err);
+/** Deletes expired reset and verification links (housekeeping). */
+enum ink_status ink_account_prune_links(long long *count);
+
 /** Who a provider says signed in: a verified ID token's subject and email. */
 struct ink_oauth_login {
     const char *provider; /* "google" or "apple" */

@@ -6,6 +6,7 @@
 #include "inklet/app.h"
 #include "inklet/json.h"
 #include "inklet/log.h"
+#include "inklet/outbox.h"
 #include "inklet/password.h"
 #include "inklet/plan.h"
 #include "inklet/validate.h"
@@ -128,8 +129,11 @@ enum ink_status ink_account_register(const char *email_in, const char *username,
         goto out;
     if ((st = ink_session_start(db, id, client->user_agent, client->ip, tokens)) != INK_OK)
         goto out;
+    if ((st = ink_account_queue_verification(db, id)) != INK_OK)
+        goto out;
     if ((st = ink_db_simple(db, "COMMIT")) != INK_OK)
         goto out;
+    ink_outbox_kick();
     *user = ink_user_json(r, 0);
 out:
     if (st != INK_OK)
@@ -273,7 +277,7 @@ static const struct ink_sql SQL_ME = {
                   " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"
                   "  WHERE user_id = users.id),"
                   " sub.status, sub.interval, extract(epoch FROM sub.current_period_end)::bigint,"
-                  " sub.cancel_at_period_end"
+                  " sub.cancel_at_period_end, email_verified_at IS NOT NULL"
                   " FROM users" INK_SQL_JOIN_CURRENT_SUBSCRIPTION("users.id") " WHERE id = $1"};
 
 enum ink_status ink_account_me(const char *user_id, json_t **out)
@@ -294,6 +298,7 @@ enum ink_status ink_account_me(const char *user_id, json_t **out)
         json_array_append_new(providers, json_stringn(list, n));
         list += n + (list[n] == ',');
     }
+    json_object_set_new(me, "emailVerified", json_boolean(PQgetvalue(r, 0, 11)[0] == 't'));
     json_object_set_new(me, "hasPassword", json_boolean(PQgetvalue(r, 0, 5)[0] == 't'));
     json_object_set_new(me, "providers", providers);
     const char *status = ink_db_str(r, 0, 7);
@@ -371,10 +376,17 @@ static enum ink_status reauthenticate(const char *user_id, const char *password,
     return st;
 }
 
+/* A new address is unverified, and links sent to the old one stop working; the one column says
+ * whether the address changed. */
 static const struct ink_sql SQL_UPDATE_PROFILE = {
     "account_update",
-    "UPDATE users SET username = COALESCE($2, username), email = COALESCE($3, email),"
-    " updated_at = now() WHERE id = $1"};
+    "WITH old AS (SELECT email FROM users WHERE id = $1 FOR UPDATE),"
+    " links AS (DELETE FROM email_tokens e USING old WHERE e.user_id = $1"
+    "  AND $3::text IS NOT NULL AND $3::text <> old.email)"
+    " UPDATE users SET username = COALESCE($2, username), email = COALESCE($3, users.email),"
+    " email_verified_at = CASE WHEN $3::text IS NOT NULL AND $3::text <> old.email THEN NULL"
+    "  ELSE email_verified_at END, updated_at = now()"
+    " FROM old WHERE id = $1 RETURNING $3::text IS NOT NULL AND $3::text <> old.email"};
 
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email_in,
                                    const char *current_password, json_t **out, struct ink_err *err)
@@ -408,13 +420,25 @@ enum ink_status ink_account_update(const char *user_id, const char *username, co
     struct ink_db *db;
     if ((st = ink_db_acquire(&db)) != INK_OK)
         return st;
-    st = ink_db_exec(db, &SQL_UPDATE_PROFILE, 3,
-                     (const char *[]){user_id, username, email_in ? email : NULL}, NULL);
+    PGresult *r = NULL;
+    bool changed = false;
+    if ((st = ink_db_simple(db, "BEGIN")) == INK_OK)
+        st = ink_db_exec(db, &SQL_UPDATE_PROFILE, 3,
+                         (const char *[]){user_id, username, email_in ? email : NULL}, &r);
     if (st == INK_CONFLICT)
         st = conflict_err(db, err);
+    if (st == INK_OK && PQntuples(r) != 1)
+        st = INK_UNAUTHORIZED; /* the token outlived the account */
+    if (st == INK_OK && (changed = PQgetvalue(r, 0, 0)[0] == 't'))
+        st = ink_account_queue_verification(db, user_id);
+    if (st == INK_OK)
+        st = ink_db_simple(db, "COMMIT");
+    PQclear(r);
     ink_db_release(db);
     if (st != INK_OK)
         return st;
+    if (changed)
+        ink_outbox_kick();
     return ink_account_me(user_id, out);
 }
 
@@ -442,11 +466,15 @@ enum ink_status ink_account_change_password(const char *user_id, const char *ses
         if ((st = ink_db_simple(db, "BEGIN")) == INK_OK &&
             (st = ink_db_exec(db, &SQL_SET_PASSWORD, 2, (const char *[]){user_id, phc}, NULL)) ==
                 INK_OK &&
-            (st = ink_session_revoke_all(db, user_id, session_id, NULL)) == INK_OK)
+            (st = ink_session_revoke_all(db, user_id, session_id, NULL)) == INK_OK &&
+            (st = ink_outbox_queue(db, INK_MAIL_PASSWORD_CHANGED, user_id, NULL, NULL, 0, NULL)) ==
+                INK_OK)
             st = ink_db_simple(db, "COMMIT");
         ink_db_release(db);
     }
     free(phc);
+    if (st == INK_OK)
+        ink_outbox_kick();
     return st;
 }
 
@@ -461,6 +489,9 @@ enum ink_status ink_account_delete(const char *user_id, const char *password, st
     if ((st = ink_db_acquire(&db)) != INK_OK)
         return st;
     st = ink_db_simple(db, "BEGIN");
+    /* queued before the row goes: the notice reads the address from it */
+    if (st == INK_OK)
+        st = ink_outbox_queue(db, INK_MAIL_ACCOUNT_DELETED, user_id, NULL, NULL, 0, NULL);
     for (size_t i = 0; st == INK_OK && i < delete_hook_count; i++)
         st = delete_hooks[i].in_tx(db, user_id);
     if (st == INK_OK)
@@ -471,6 +502,7 @@ enum ink_status ink_account_delete(const char *user_id, const char *password, st
     if (st != INK_OK)
         return st;
     ink_session_cache_forget_user(user_id);
+    ink_outbox_kick();
     for (size_t i = 0; i < delete_hook_count; i++)
         if (delete_hooks[i].after)
             delete_hooks[i].after(user_id);

@@ -13,4 +13,8 @@
 /** The contract's user object from the USER_COLUMNS at the start of `row` (new reference). */
 json_t *ink_user_json(const PGresult *r, int row);
 
+/** In the caller's transaction: a new verification token for the account's current address and
+ *  the mail carrying it (nothing without SMTP_URL). The caller kicks the outbox after COMMIT. */
+enum ink_status ink_account_queue_verification(struct ink_db *db, const char *user_id);
+
 #endif

@@ -160,3 +160,53 @@ enum ink_status ink_h_session_revoke(struct ink_req *req)
         return ink_fail(req, st, "session_not_found", "No such session.");
     return st == INK_OK ? ink_reply(req, 204, NULL) : st;
 }
+
+/* ---- recovery by email (§2.2) ------------------------------------------------------------- */
+
+enum ink_status ink_h_password_forgot(struct ink_req *req)
+{
+    const char *email;
+    if (need_string(req, "email", &email))
+        return INK_INVALID;
+    struct ink_err err = {0};
+    enum ink_status st = ink_account_forgot_password(email, &req->retry_after, &err);
+    if (st != INK_OK)
+        return ink_fail_err(req, st, &err);
+    return ink_reply_message(req, 202,
+                             "If that address has an account, a reset link is on its way.");
+}
+
+enum ink_status ink_h_password_reset(struct ink_req *req)
+{
+    const char *token, *password;
+    if (need_string(req, "token", &token) || need_string(req, "newPassword", &password))
+        return INK_INVALID;
+    struct ink_err err = {0};
+    enum ink_status st = ink_account_reset_password(token, password, &err);
+    if (st != INK_OK)
+        return ink_fail_err(req, st, &err);
+    return ink_reply_message(req, 200, "password updated");
+}
+
+enum ink_status ink_h_email_verify(struct ink_req *req)
+{
+    const char *token;
+    if (need_string(req, "token", &token))
+        return INK_INVALID;
+    struct ink_err err = {0};
+    json_t *user;
+    enum ink_status st = ink_account_verify_email(token, &user, &err);
+    if (st != INK_OK)
+        return ink_fail_err(req, st, &err);
+    return ink_reply(req, 200, user);
+}
+
+enum ink_status ink_h_email_verify_resend(struct ink_req *req)
+{
+    struct ink_err err = {0};
+    enum ink_status st =
+        ink_account_resend_verification(req->auth.user_id, &req->retry_after, &err);
+    if (st != INK_OK)
+        return ink_fail_err(req, st, &err);
+    return ink_reply_message(req, 202, "verification mail sent");
+}

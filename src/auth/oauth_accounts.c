@@ -5,6 +5,7 @@
 #include "accounts_internal.h"
 #include "inklet/ids.h"
 #include "inklet/log.h"
+#include "inklet/outbox.h"
 #include "inklet/validate.h"
 
 #include <stdio.h>
@@ -20,11 +21,17 @@ static const struct ink_sql SQL_BY_IDENTITY = {
     " SELECT " USER_COLUMNS " FROM users JOIN i ON users.id = i.user_id"};
 
 /* The account with that email, locked against a concurrent change; the last column says whether
- * it must lose its password (registered with one). */
+ * it must lose its password: registered with one, and nobody proved they read this address
+ * (§2.1 step 4 as §2.2 amends it). An account whose address we verified keeps it. */
 static const struct ink_sql SQL_BY_EMAIL = {
     "oauth_by_email",
     "SELECT " USER_COLUMNS ", password_hash IS NOT NULL AND created_via = 'password'"
-    " FROM users WHERE email = $1 FOR UPDATE"};
+    " AND email_verified_at IS NULL FROM users WHERE email = $1 FOR UPDATE"};
+
+/* A provider vouches for the address the account has (§2.2). */
+static const struct ink_sql SQL_MARK_VERIFIED = {
+    "oauth_mark_verified", "UPDATE users SET email_verified_at = now()"
+                           " WHERE id = $1 AND email = $2 AND email_verified_at IS NULL"};
 
 static const struct ink_sql SQL_LINK = {
     "oauth_link", "INSERT INTO oauth_identities"
@@ -110,10 +117,18 @@ static enum ink_status link(struct ink_db *db, const struct ink_oauth_login *in,
                        NULL);
 }
 
+/* "google" → "Google", for the notice. */
+static const char *provider_display(const char *provider)
+{
+    return strcmp(provider, "apple") == 0 ? "Apple" : "Google";
+}
+
 /* One pass of step 4 inside the transaction. *row gets the user; *cleared whether a password was
- * taken away. INK_CONFLICT: a concurrent sign-in created the account; run the pass again. */
+ * taken away, *linked whether an existing account got a new identity. INK_CONFLICT: a concurrent
+ * sign-in created the account; run the pass again. */
 static enum ink_status find_or_create(struct ink_db *db, const struct ink_oauth_login *in,
-                                      PGresult **row, bool *cleared, struct ink_err *err)
+                                      PGresult **row, bool *cleared, bool *linked,
+                                      struct ink_err *err)
 {
     PGresult *r;
     enum ink_status st = ink_db_exec(db, &SQL_BY_IDENTITY, 5,
@@ -142,9 +157,13 @@ static enum ink_status find_or_create(struct ink_db *db, const struct ink_oauth_
     if (PQntuples(r) == 1) {
         const char *uid = PQgetvalue(r, 0, 0);
         *cleared = PQgetvalue(r, 0, 5)[0] == 't';
+        *linked = true;
         if ((st = link(db, in, uid)) == INK_OK && *cleared &&
             (st = ink_db_exec(db, &SQL_CLEAR_PASSWORD, 1, (const char *[]){uid}, NULL)) == INK_OK)
             st = ink_session_revoke_all(db, uid, NULL, NULL);
+        if (st == INK_OK)
+            st = ink_outbox_queue(db, INK_MAIL_PROVIDER_LINKED, uid, NULL,
+                                  provider_display(in->provider), 0, NULL);
         if (st != INK_OK) {
             PQclear(r);
             return st;
@@ -177,7 +196,7 @@ enum ink_status ink_account_oauth_signin(const struct ink_oauth_login *in_raw,
     in.email = email;
     struct ink_db *db = NULL;
     PGresult *row = NULL;
-    bool cleared = false;
+    bool cleared = false, linked = false;
     enum ink_status st = ink_db_acquire(&db);
     if (st != INK_OK)
         return st;
@@ -185,17 +204,23 @@ enum ink_status ink_account_oauth_signin(const struct ink_oauth_login *in_raw,
         goto out;
     /* a lost race to create the same account: the second pass finds the winner's */
     for (int pass = 0; pass < 3; pass++)
-        if ((st = find_or_create(db, &in, &row, &cleared, err)) != INK_CONFLICT)
+        if ((st = find_or_create(db, &in, &row, &cleared, &linked, err)) != INK_CONFLICT)
             break;
     if (st == INK_CONFLICT)
         st = INK_UNAVAILABLE;
     if (st != INK_OK)
         goto out;
     const char *uid = PQgetvalue(row, 0, 0);
+    if (in.email_verified && *in.email &&
+        (st = ink_db_exec(db, &SQL_MARK_VERIFIED, 2, (const char *[]){uid, in.email}, NULL)) !=
+            INK_OK)
+        goto out;
     if ((st = ink_session_start(db, uid, client->user_agent, client->ip, tokens)) != INK_OK)
         goto out;
     if ((st = ink_db_simple(db, "COMMIT")) != INK_OK)
         goto out;
+    if (linked)
+        ink_outbox_kick();
     if (cleared) {
         ink_session_cache_forget_user(uid);
         ink_info("oauth: %s identity linked to user %s by verified email; its password was "
