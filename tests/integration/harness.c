@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -1528,4 +1529,39 @@ void itest_refresh_expect(const struct itest_daemon *d, const char *refresh, lon
         itest_session_from(r.json, out);
     }
     itest_resp_free(&r);
+}
+
+/* ---- the database, directly ------------------------------------------------------------- */
+
+void itest_db_exec1(const char *sql, const char *param)
+{
+    PGconn *pg = PQconnectdb(itest.database_url);
+    if (PQstatus(pg) != CONNECTION_OK)
+        fprintf(stderr, "  database: %s\n", PQerrorMessage(pg));
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *res = PQexecParams(pg, sql, 1, NULL, (const char *const[]){param}, NULL, NULL, 0);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "  database: %s\n", PQresultErrorMessage(res));
+    bool one = ok && strcmp(PQcmdTuples(res), "1") == 0;
+    PQclear(res);
+    PQfinish(pg);
+    assert_true(ok);
+    assert_true(one);
+}
+
+char *itest_db_value(const char *sql, const char *param)
+{
+    PGconn *pg = PQconnectdb(itest.database_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *res = PQexecParams(pg, sql, 1, NULL, (const char *const[]){param}, NULL, NULL, 0);
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "  database: %s\n", PQresultErrorMessage(res));
+    char *v =
+        ok && PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+    PQfinish(pg);
+    assert_true(ok);
+    return v;
 }

@@ -186,6 +186,15 @@ void itest_get(const struct itest_daemon *d, const char *path, struct itest_resp
  *  /metrics page; asserts the page and the sample are there. */
 unsigned long long itest_metric(const struct itest_daemon *d, const char *name);
 
+/* ---- the database, directly (for what the API cannot do: age a row) ------------------------ */
+
+/** Runs one statement with one parameter on its own connection; asserts it worked and touched
+ *  exactly one row. */
+void itest_db_exec1(const char *sql, const char *param);
+/** A SELECT with one parameter: the first column of the first row as a malloc'd string, NULL
+ *  when there is no row or it is NULL. */
+char *itest_db_value(const char *sql, const char *param);
+
 /* ---- fake providers (tests/fakes/) ---------------------------------------------------------- */
 
 /** A fake provider process: /usr/bin/python3 SCRIPT --port 0 --port-file F [args...], with a

@@ -9,9 +9,9 @@
 #define D itest_shared
 
 static const char *const USER_KEYS[] = {"id", "email", "username", "createdAt", "updatedAt", NULL};
-static const char *const ME_KEYS[] = {"id",           "email",       "username",  "createdAt",
-                                      "updatedAt",    "hasPassword", "providers", "plan",
-                                      "subscription", NULL};
+static const char *const ME_KEYS[] = {"id",        "email",         "username",    "createdAt",
+                                      "updatedAt", "emailVerified", "hasPassword", "providers",
+                                      "plan",      "subscription",  NULL};
 
 /* Upper-cases the ASCII letters of s in place. */
 static void upper_ascii(char *s)
@@ -444,6 +444,8 @@ static void expect_me(const json_t *me, const struct itest_user *u)
     itest_timestamp(me, "createdAt");
     itest_timestamp(me, "updatedAt");
     assert_true(json_is_true(json_object_get(me, "hasPassword")));
+    /* nobody has clicked a verification link (this daemon sends no mail) */
+    assert_true(json_is_false(json_object_get(me, "emailVerified")));
     json_t *providers = json_object_get(me, "providers");
     assert_true(json_is_array(providers));
     assert_int_equal(json_array_size(providers), 0);
@@ -461,6 +463,35 @@ static void test_me_returns_profile(void **state)
     itest_expect_status(&r, 200);
     expect_me(r.json, &u);
     itest_resp_free(&r);
+}
+
+/* No SMTP_URL (this group's daemon): the mail routes are 503 mail_not_configured, and
+ * registration works without queueing anything. */
+static void test_mail_routes_without_smtp_are_503_and_registration_still_works(void **state)
+{
+    (void)state;
+    struct itest_user u = {0};
+    itest_register(D, &u);
+    struct itest_resp r;
+    itest_callf(D, "POST", "/auth/password/forgot", NULL, &r, "{s:s}", "email", u.email);
+    itest_expect_error(&r, 503, "mail_not_configured");
+    itest_resp_free(&r);
+    itest_callf(D, "POST", "/auth/password/reset", NULL, &r, "{s:s,s:s}", "token",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "newPassword", "Whatever-pass-1");
+    itest_expect_error(&r, 503, "mail_not_configured");
+    itest_resp_free(&r);
+    itest_callf(D, "POST", "/auth/email/verify", NULL, &r, "{s:s}", "token",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    itest_expect_error(&r, 503, "mail_not_configured");
+    itest_resp_free(&r);
+    itest_call(D, "POST", "/auth/email/verify/resend", u.s.access, NULL, &r);
+    itest_expect_error(&r, 503, "mail_not_configured");
+    itest_resp_free(&r);
+    char *queued = itest_db_value("SELECT count(*) FROM mail_outbox o JOIN users u"
+                                  " ON u.email = o.to_address WHERE u.id = $1",
+                                  u.id);
+    assert_string_equal(queued, "0");
+    free(queued);
 }
 
 static void test_patch_me_changes_username(void **state)
@@ -676,6 +707,7 @@ int itest_group_auth(void)
         T(test_login_unknown_user_answers_like_wrong_password),
         T(test_login_missing_fields_is_400),
         T(test_me_returns_profile),
+        T(test_mail_routes_without_smtp_are_503_and_registration_still_works),
         T(test_patch_me_changes_username),
         T(test_patch_me_email_change_needs_current_password),
         T(test_patch_me_taken_name_or_email_is_409),

@@ -6,7 +6,6 @@
 #include "mqtt_client.h"
 
 #include <errno.h>
-#include <libpq-fe.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -137,42 +136,6 @@ static void nfc_payload(const char *hw, char out[80])
     char sig[17];
     nfc_sig(hw, sig);
     snprintf(out, 80, "inklet:1:%s:%s", hw, sig);
-}
-
-/* ---- database (for what the API cannot do: make a heartbeat old) -------------------------- */
-
-static void db_exec1(const char *sql, const char *param)
-{
-    PGconn *pg = PQconnectdb(itest.database_url);
-    if (PQstatus(pg) != CONNECTION_OK)
-        fprintf(stderr, "  database: %s\n", PQerrorMessage(pg));
-    assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    PGresult *res = PQexecParams(pg, sql, 1, NULL, (const char *const[]){param}, NULL, NULL, 0);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
-        fprintf(stderr, "  database: %s\n", PQresultErrorMessage(res));
-    bool one = ok && strcmp(PQcmdTuples(res), "1") == 0;
-    PQclear(res);
-    PQfinish(pg);
-    assert_true(ok);
-    assert_true(one);
-}
-
-/* SELECT returning one text value (or NULL when there is no row); malloc'd. */
-static char *db_value(const char *sql, const char *param)
-{
-    PGconn *pg = PQconnectdb(itest.database_url);
-    assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    PGresult *res = PQexecParams(pg, sql, 1, NULL, (const char *const[]){param}, NULL, NULL, 0);
-    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
-    if (!ok)
-        fprintf(stderr, "  database: %s\n", PQresultErrorMessage(res));
-    char *v =
-        ok && PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0)) : NULL;
-    PQclear(res);
-    PQfinish(pg);
-    assert_true(ok);
-    return v;
 }
 
 /* ---- fake displays (the test-side MQTT client) -------------------------------------------- */
@@ -1416,10 +1379,11 @@ static void test_request_claim_from_unbound_device_repeats_live_code(void **stat
     assert_true(itest_mqtt_request_claim(MQ, f.thing, f.hw));
     fdev_take_code(&f);
     assert_string_equal(f.code, first);
-    char *codes = db_value("SELECT count(DISTINCT payload::json->>'code') FROM device_commands c"
-                           " JOIN devices d ON d.id = c.device_id WHERE d.thing_name = $1"
-                           " AND c.kind = 'claim_code'",
-                           f.thing);
+    char *codes =
+        itest_db_value("SELECT count(DISTINCT payload::json->>'code') FROM device_commands c"
+                       " JOIN devices d ON d.id = c.device_id WHERE d.thing_name = $1"
+                       " AND c.kind = 'claim_code'",
+                       f.thing);
     assert_string_equal(codes, "1");
     free(codes);
 }
@@ -1442,8 +1406,8 @@ static void test_request_claim_flood_is_answered_once_per_few_seconds(void **sta
     char *seen = NULL;
     while (itest_now_ms() < deadline) {
         free(seen);
-        seen =
-            db_value("SELECT COALESCE(firmware, '') FROM devices WHERE thing_name = $1", f.thing);
+        seen = itest_db_value("SELECT COALESCE(firmware, '') FROM devices WHERE thing_name = $1",
+                              f.thing);
         if (strcmp(seen, "fake-1.0.0") == 0)
             break;
         itest_sleep_ms(50);
@@ -1457,14 +1421,15 @@ static void test_request_claim_flood_is_answered_once_per_few_seconds(void **sta
     size_t most = itest.slow > 1 ? 2 : 1;
     if (answers < 1 || answers > most)
         fail_msg("%zu claim_code answers to 30 requests in 3 s", answers);
-    char *rows = db_value("SELECT count(*) FROM device_commands c JOIN devices d"
-                          " ON d.id = c.device_id WHERE d.thing_name = $1",
-                          f.thing);
+    char *rows = itest_db_value("SELECT count(*) FROM device_commands c JOIN devices d"
+                                " ON d.id = c.device_id WHERE d.thing_name = $1",
+                                f.thing);
     assert_int_equal(atoi(rows), (int)answers);
     free(rows);
-    char *codes = db_value("SELECT count(DISTINCT payload::json->>'code') FROM device_commands c"
-                           " JOIN devices d ON d.id = c.device_id WHERE d.thing_name = $1",
-                           f.thing);
+    char *codes =
+        itest_db_value("SELECT count(DISTINCT payload::json->>'code') FROM device_commands c"
+                       " JOIN devices d ON d.id = c.device_id WHERE d.thing_name = $1",
+                       f.thing);
     assert_string_equal(codes, "1");
     free(codes);
     assert_int_equal(metric("inklet_mqtt_messages_limited_total") - limited_before, 30 - answers);
@@ -1766,8 +1731,8 @@ static void test_online_follows_heartbeats(void **state)
     assert_true(json_is_true(json_object_get(dev, "online")));
     json_decref(dev);
     /* the last heartbeat two minutes ago: offline (> 90 s) */
-    db_exec1("UPDATE devices SET last_seen_at = now() - interval '2 minutes' WHERE hw_id = $1",
-             f.hw);
+    itest_db_exec1(
+        "UPDATE devices SET last_seen_at = now() - interval '2 minutes' WHERE hw_id = $1", f.hw);
     dev = get_device(&u, f.id);
     assert_true(json_is_false(json_object_get(dev, "online")));
     long long seen = itest_timestamp(dev, "lastSeenAt");
@@ -1874,7 +1839,7 @@ static void test_heartbeat_with_other_hwid_is_rejected(void **state)
     assert_true(itest_mqtt_heartbeat(MQ, g.thing, f.hw, "stolen", 5));
     assert_true(itest_mqtt_request_claim(MQ, g.thing, g.hw)); /* g's own, after the theft */
     fdev_take_code(&g);
-    char *hw = db_value("SELECT hw_id::text FROM devices WHERE thing_name = $1", g.thing);
+    char *hw = itest_db_value("SELECT hw_id::text FROM devices WHERE thing_name = $1", g.thing);
     assert_non_null(hw);
     assert_string_equal(hw, g.hw);
     free(hw);
@@ -1977,9 +1942,9 @@ static void test_malformed_mqtt_messages_are_dropped(void **state)
     /* none of the garbage created a device or got an answer */
     assert_int_equal(itest_mqtt_count(MQ, f.thing, NULL), 0);
     assert_int_equal(itest_mqtt_count(MQ, ghost.thing, NULL), 0);
-    char *row = db_value("SELECT id::text FROM devices WHERE thing_name = $1", f.thing);
+    char *row = itest_db_value("SELECT id::text FROM devices WHERE thing_name = $1", f.thing);
     assert_null(row);
-    row = db_value("SELECT id::text FROM devices WHERE thing_name = $1", ghost.thing);
+    row = itest_db_value("SELECT id::text FROM devices WHERE thing_name = $1", ghost.thing);
     assert_null(row);
 
     struct itest_resp r;
@@ -2326,7 +2291,7 @@ static void test_unbind_cancels_undelivered_commands_and_they_never_go_out(void 
     json_t *unbound = itest_mqtt_take(MQ, f.thing, "unbound", msg_wait());
     assert_non_null(unbound);
     json_decref(unbound);
-    char *status = db_value("SELECT status FROM device_commands WHERE id = $1", id);
+    char *status = itest_db_value("SELECT status FROM device_commands WHERE id = $1", id);
     assert_string_equal(status, "canceled");
     free(status);
     /* the display wakes: the canceled command is not sent again */
@@ -2481,20 +2446,22 @@ static void test_burst_of_commands_all_reach_sent(void **state)
     char *queued = NULL;
     for (;;) {
         free(queued);
-        queued = db_value("SELECT count(*) FROM device_commands c JOIN devices d"
-                          " ON d.id = c.device_id WHERE d.owner_id = $1::uuid AND c.kind = 'text'"
-                          " AND c.status = 'queued'",
-                          u.id);
+        queued =
+            itest_db_value("SELECT count(*) FROM device_commands c JOIN devices d"
+                           " ON d.id = c.device_id WHERE d.owner_id = $1::uuid AND c.kind = 'text'"
+                           " AND c.status = 'queued'",
+                           u.id);
         if (strcmp(queued, "0") == 0 || itest_now_ms() > deadline)
             break;
         itest_sleep_ms(200);
     }
     assert_string_equal(queued, "0");
     free(queued);
-    char *sent = db_value("SELECT count(*) FROM device_commands c JOIN devices d"
-                          " ON d.id = c.device_id WHERE d.owner_id = $1::uuid AND c.kind = 'text'"
-                          " AND c.status = 'sent'",
-                          u.id);
+    char *sent =
+        itest_db_value("SELECT count(*) FROM device_commands c JOIN devices d"
+                       " ON d.id = c.device_id WHERE d.owner_id = $1::uuid AND c.kind = 'text'"
+                       " AND c.status = 'sent'",
+                       u.id);
     assert_int_equal(atoi(sent), (int)n);
     free(sent);
     free(ids);

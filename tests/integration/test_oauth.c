@@ -405,6 +405,38 @@ static void test_oauth_verified_email_links_and_locks_out_the_pre_registered_pas
     itest_expect_error(&r, 401, "invalid_credentials");
     itest_resp_free(&r);
     itest_expect_token_dies(D, u.s.access, itest_now_ms(), 5000 * itest.slow);
+    /* Google vouched for the address */
+    assert_true(json_is_true(json_object_get(me, "emailVerified")));
+    json_decref(me);
+    free(final);
+}
+
+/* §2.1 step 4 as §2.2 amends it: an address we verified proves the password's owner reads it,
+ * so linking Google keeps the password and the sessions. */
+static void test_oauth_verified_email_links_and_keeps_a_verified_accounts_password(void **state)
+{
+    (void)state;
+    struct itest_user u;
+    itest_user_new(&u);
+    struct identity id;
+    identity_new(&id, "google");
+    snprintf(id.email, sizeof id.email, "%s", u.email);
+    itest_register(D, &u);
+    itest_db_exec1("UPDATE users SET email_verified_at = now() WHERE id = $1", u.id);
+    fake_user("google", &id, true);
+    char *final = sign_in(D, "google", "?client=web");
+    json_t *me = expect_tokens(D, final, WEB_TARGET, NULL);
+    assert_string_equal(itest_str(me, "id"), u.id);
+    assert_true(has_provider(me, "google"));
+    assert_true(json_is_true(json_object_get(me, "hasPassword")));
+    assert_true(json_is_true(json_object_get(me, "emailVerified")));
+    struct itest_resp r;
+    itest_callf(D, "POST", "/auth/login", NULL, &r, "{s:s,s:s}", "identifier", u.email, "password",
+                u.password);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    itest_sleep_ms(itest_scaled(200));
+    assert_int_equal(itest_me_status(D, u.s.access), 200);
     json_decref(me);
     free(final);
 }
@@ -1164,6 +1196,7 @@ int itest_group_oauth(void)
         T(test_oauth_apple_form_post_flow_ends_at_the_web_target),
         T(test_oauth_first_sign_in_creates_a_user_and_the_second_finds_it),
         T(test_oauth_verified_email_links_and_locks_out_the_pre_registered_password),
+        T(test_oauth_verified_email_links_and_keeps_a_verified_accounts_password),
         T(test_oauth_unverified_email_never_links_or_creates),
         T(test_oauth_denied_at_the_provider_is_oauth_failed),
         T(test_oauth_missing_or_forged_state_is_oauth_failed),
