@@ -452,13 +452,11 @@ static long long median(long long *v, size_t n)
 /* One forgot request; returns its wall time in microseconds and its body (malloc'd). */
 static long long timed_forgot(const char *email, char **body)
 {
-    int64_t t0 = itest_now_ms();
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     struct itest_resp r;
     itest_callf(D, "POST", "/auth/password/forgot", NULL, &r, "{s:s}", "email", email);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    (void)t0;
     itest_expect_status(&r, 202);
     *body = strdup(r.body);
     itest_resp_free(&r);
@@ -482,7 +480,9 @@ static void test_mail_forgot_answers_alike_for_existing_unknown_and_oauth_only(v
 {
     (void)state;
     struct itest_user known[TIMING_ROUNDS], oauth[TIMING_ROUNDS], ghost;
-    for (size_t i = 0; i < TIMING_ROUNDS; i++) {
+    /* under valgrind the times say nothing: fewer rounds, the answers and mails still checked */
+    const size_t rounds = itest.slow > 1 ? 3 : TIMING_ROUNDS;
+    for (size_t i = 0; i < rounds; i++) {
         memset(&known[i], 0, sizeof known[i]);
         memset(&oauth[i], 0, sizeof oauth[i]);
         itest_register(D, &known[i]);
@@ -492,7 +492,7 @@ static void test_mail_forgot_answers_alike_for_existing_unknown_and_oauth_only(v
     long long tk[TIMING_ROUNDS], tu[TIMING_ROUNDS], to[TIMING_ROUNDS];
     char *first_body = NULL;
     char ghosts[TIMING_ROUNDS][96];
-    for (size_t i = 0; i < TIMING_ROUNDS; i++) {
+    for (size_t i = 0; i < rounds; i++) {
         itest_user_new(&ghost);
         snprintf(ghosts[i], sizeof ghosts[i], "%s", ghost.email);
         char *b1, *b2, *b3;
@@ -508,16 +508,18 @@ static void test_mail_forgot_answers_alike_for_existing_unknown_and_oauth_only(v
         free(b2);
         free(b3);
     }
-    long long mk = median(tk, TIMING_ROUNDS), mu = median(tu, TIMING_ROUNDS),
-              mo = median(to, TIMING_ROUNDS);
+    long long mk = median(tk, rounds), mu = median(tu, rounds), mo = median(to, rounds);
     fprintf(stderr, "  forgot medians: existing %lld us, unknown %lld us, OAuth-only %lld us\n", mk,
             mu, mo);
-    long long slack = 2000LL * itest.slow + mk / 4;
-    assert_true(llabs(mk - mu) <= slack);
-    assert_true(llabs(mk - mo) <= slack);
+    /* a password hash or a second commit would show as several milliseconds */
+    long long slack = 2000 + mk / 4;
+    if (itest.slow == 1) {
+        assert_true(llabs(mk - mu) <= slack);
+        assert_true(llabs(mk - mo) <= slack);
+    }
     /* the mails: a reset link for the account with a password, the provider hint for the
      * OAuth-only one (no link), nothing for the unknown address */
-    for (size_t i = 0; i < TIMING_ROUNDS; i++) {
+    for (size_t i = 0; i < rounds; i++) {
         free(expect_one_mail(known[i].email, "Reset", "/reset-password"));
         json_t *hint = expect_mails(oauth[i].email, "About your", 1);
         const char *text = itest_str(json_array_get(hint, 0), "text");
@@ -685,29 +687,26 @@ static void test_mail_stalled_smtp_never_delays_requests_and_the_mail_follows(vo
     json_decref(got);
 }
 
+/* The group's daemon is the only sender between tests: it queues mails while the SMTP server is
+ * away, is stopped and replaced by a new process, and the new one delivers each once. */
 static void test_mail_queued_mails_survive_a_restart_and_arrive_once(void **state)
 {
     (void)state;
-    struct itest_daemon *d = itest_daemon_start(mail_env);
-    assert_non_null(d);
     struct itest_user u[3];
-    for (size_t i = 0; i < 3; i++) {
-        memset(&u[i], 0, sizeof u[i]);
-        itest_register(d, &u[i]);
-        expect_one_mail(u[i].email, "Confirm", NULL);
-    }
+    for (size_t i = 0; i < 3; i++)
+        free(register_with_mail(D, &u[i]));
     itest_smtp_mode(&sink, "down", NULL, 0);
     for (size_t i = 0; i < 3; i++)
-        forgot(d, u[i].email, 202);
-    assert_int_equal(itest_daemon_stop(d), 0);
-    /* the group's daemon sends from the same outbox: stop it too, so only the restarted
-     * instance can deliver */
+        forgot(D, u[i].email, 202);
+    struct itest_daemon *old = D;
+    assert_int_equal(itest_daemon_stop(old), 0);
+    old->shared = false; /* freed by this test's teardown */
+    itest_shared = itest_daemon_start(mail_env);
+    assert_non_null(itest_shared);
+    itest_shared->shared = true;
     itest_smtp_mode(&sink, "accept", NULL, 0);
-    struct itest_daemon *again = itest_daemon_start(mail_env);
-    assert_non_null(again);
     for (size_t i = 0; i < 3; i++)
         free(expect_one_mail(u[i].email, "Reset", "/reset-password"));
-    assert_int_equal(itest_daemon_stop(again), 0);
 }
 
 static void test_mail_two_instances_send_each_mail_once(void **state)
@@ -716,12 +715,11 @@ static void test_mail_two_instances_send_each_mail_once(void **state)
     struct itest_daemon *other = itest_daemon_start(mail_env);
     assert_non_null(other);
     enum { N = 16 };
-    struct itest_user ghost[N], u[N];
+    struct itest_user u[N];
     /* queued while the server is away, so both instances find every row due at once */
     for (size_t i = 0; i < N; i++) {
         memset(&u[i], 0, sizeof u[i]);
         itest_register(i % 2 ? other : D, &u[i]);
-        (void)ghost;
     }
     for (size_t i = 0; i < N; i++)
         expect_one_mail(u[i].email, "Confirm", NULL);
