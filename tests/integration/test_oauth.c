@@ -7,6 +7,7 @@
  * apart by subject. */
 #include "harness.h"
 #include "itest_browser.h"
+#include "itest_mail.h"
 
 #include <ctype.h>
 #include <openssl/evp.h>
@@ -923,6 +924,134 @@ static void test_oauth_account_deletion_revokes_the_apple_token_at_apple(void **
     free(access);
 }
 
+/* ---- the provider-linked notice (§2.2) ------------------------------------------------------ */
+
+#define LINKED_SUBJECT "A new way to sign in was added to your Inklet account"
+#define VERIFY_SUBJECT "Confirm your email address for Inklet"
+#define MAIL_WAIT_MS 5000
+
+/* The sink of the notice test, file-static so that the test's teardown can stop it when an
+ * assertion ends the test early (a test's teardown does not stop sinks). */
+static struct itest_smtp link_sink;
+
+/* How many of `mails` have exactly this subject. */
+static size_t count_subject(const json_t *mails, const char *subject)
+{
+    size_t i, n = 0;
+    json_t *m;
+    json_array_foreach(mails, i, m)
+    {
+        const char *s = json_string_value(json_object_get(m, "subject"));
+        n += s && strcmp(s, subject) == 0;
+    }
+    return n;
+}
+
+/* The one mail of `mails` with this subject (borrowed), failing unless there is exactly one. */
+static json_t *only_subject(const json_t *mails, const char *subject)
+{
+    size_t i;
+    json_t *m, *found = NULL;
+    json_array_foreach(mails, i, m)
+    {
+        const char *s = json_string_value(json_object_get(m, "subject"));
+        if (s && strcmp(s, subject) == 0) {
+            if (found)
+                fail_msg("more than one mail \"%s\"", subject);
+            found = m;
+        }
+    }
+    if (!found)
+        fail_msg("no mail \"%s\"", subject);
+    return found;
+}
+
+/* Every mail the sink holds for `rcpt`, read once at least `n` arrived and a short pause more
+ * has passed, so that one too many shows in the count (new reference; n = 0 in the second call:
+ * no wait). */
+static json_t *settled_mails_to(const char *rcpt, size_t n)
+{
+    json_decref(itest_smtp_wait_to(&link_sink, rcpt, n, MAIL_WAIT_MS));
+    itest_sleep_ms(itest_scaled(300));
+    return itest_smtp_wait_to(&link_sink, rcpt, 0, 0);
+}
+
+/* docs/email.md "Notices": Google linked to an existing account by its verified email queues a
+ * provider_linked notice in the sign-in's transaction; a later sign-in with the same identity
+ * finds it by (provider, sub) and links nothing, so it sends nothing. The group's daemon has no
+ * SMTP_URL, so this test runs its own daemon and sink. */
+static void test_oauth_linking_a_provider_sends_the_provider_linked_notice(void **state)
+{
+    (void)state;
+    if (!getenv("INKLET_ITEST_SMTP_SINK")) {
+        fprintf(stderr, "inklet-itest: INKLET_ITEST_SMTP_SINK is not set; the provider-linked "
+                        "notice test is skipped\n");
+        return;
+    }
+    assert_true(itest_smtp_start(&link_sink, NULL));
+    char url[80], smtp_url[96];
+    itest_smtp_url(&link_sink, false, url, sizeof url);
+    snprintf(smtp_url, sizeof smtp_url, "SMTP_URL=%s", url);
+    const char *env[48];
+    oauth_env(true, false, env);
+    size_t n = 0;
+    while (env[n])
+        n++;
+    const char *const mail_keys[] = {smtp_url, "PORTAL_URL=https://portal.example.test",
+                                     "MAIL_FROM=Inklet Tests <no-reply@inklet.test>",
+                                     "MAIL_RETRY_BASE=1", "SMTP_TIMEOUT=3"};
+    assert_true(n + ITEST_ARRAY_LEN(mail_keys) < ITEST_ARRAY_LEN(env));
+    for (size_t i = 0; i < ITEST_ARRAY_LEN(mail_keys); i++)
+        env[n++] = mail_keys[i];
+    env[n] = NULL;
+    struct itest_daemon *d = itest_daemon_start(env);
+    assert_non_null(d);
+
+    struct itest_user u;
+    itest_user_new(&u);
+    itest_register(d, &u);
+    struct identity id;
+    identity_new(&id, "google");
+    snprintf(id.email, sizeof id.email, "%s", u.email);
+    fake_user("google", &id, true);
+    char *final = sign_in(d, "google", "?client=web");
+    json_t *me = expect_tokens(d, final, WEB_TARGET, NULL);
+    assert_string_equal(itest_str(me, "id"), u.id);
+    assert_true(has_provider(me, "google"));
+    json_decref(me);
+    free(final);
+
+    /* the registration's verification mail and one notice, nothing else */
+    json_t *mails = settled_mails_to(u.email, 2);
+    assert_int_equal(json_array_size(mails), 2);
+    assert_int_equal(count_subject(mails, VERIFY_SUBJECT), 1);
+    const char *text = itest_str(only_subject(mails, LINKED_SUBJECT), "text");
+    assert_non_null(strstr(text, "with Google"));
+    assert_non_null(strstr(text, u.username));
+    json_decref(mails);
+
+    /* the same identity again: found by (provider, sub), no new link, no new notice */
+    final = sign_in(d, "google", "?client=web");
+    me = expect_tokens(d, final, WEB_TARGET, NULL);
+    assert_string_equal(itest_str(me, "id"), u.id);
+    json_decref(me);
+    free(final);
+    /* A mail queued after the second sign-in's commit is due no earlier than a notice it would
+     * have queued, and the sender claims rows by due time: once this one arrived, such a
+     * notice would have too. */
+    struct itest_user later;
+    itest_user_new(&later);
+    itest_register(d, &later);
+    json_decref(settled_mails_to(later.email, 1));
+    mails = settled_mails_to(u.email, 2);
+    assert_int_equal(json_array_size(mails), 2);
+    assert_int_equal(count_subject(mails, LINKED_SUBJECT), 1);
+    json_decref(mails);
+
+    assert_int_equal(itest_daemon_stop(d), 0);
+    assert_int_equal(itest_smtp_stop(&link_sink), 0);
+}
+
 /* ---- configuration and failing providers ----------------------------------------------------- */
 
 static void test_oauth_unconfigured_provider_is_503_provider_not_configured(void **state)
@@ -1177,7 +1306,11 @@ static int oauth_test_teardown(void **state)
     struct itest_resp r;
     itest_request(NULL, "DELETE", url, NULL, NULL, 0, &r);
     itest_resp_free(&r);
-    return itest_teardown(state);
+    int st = itest_teardown(state);
+    /* pid 0 would be the whole process group to kill(): only a sink that ran is stopped */
+    if (link_sink.ctl.pid > 0)
+        itest_smtp_stop(&link_sink);
+    return st;
 }
 
 #define T(f) cmocka_unit_test_teardown(f, oauth_test_teardown)
@@ -1214,6 +1347,7 @@ int itest_group_oauth(void)
         T(test_oauth_native_without_id_token_is_400),
         T(test_oauth_only_account_sets_a_password_and_deletes_itself_without_one),
         T(test_oauth_account_deletion_revokes_the_apple_token_at_apple),
+        T(test_oauth_linking_a_provider_sends_the_provider_linked_notice),
         T(test_oauth_unconfigured_provider_is_503_provider_not_configured),
         T(test_oauth_start_is_rate_limited_by_the_default_login_bucket),
         T(test_oauth_key_rotation_is_picked_up_and_unknown_kids_refetch_rate_limited),
