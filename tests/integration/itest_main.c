@@ -18,6 +18,8 @@ extern int itest_group_billing(void) __attribute__((weak));
 extern int itest_group_oauth(void) __attribute__((weak));
 /* Recovery by email against the local SMTP sink (issue 11). */
 extern int itest_group_mail(void) __attribute__((weak));
+/* The mail sender's TLS policy, each case against its own relay (issue 11). */
+extern int itest_group_mail_tls(void) __attribute__((weak));
 /* Two instances on one database and one broker (issue 10). */
 extern int itest_group_fleet(void) __attribute__((weak));
 /* Issue 10's fault runs: they stop PostgreSQL and the broker, so they run at the end. */
@@ -81,6 +83,8 @@ int main(void)
         failed += itest_group_oauth();
     if (itest_group_mail)
         failed += itest_group_mail();
+    if (itest_group_mail_tls)
+        failed += itest_group_mail_tls();
     if (itest_group_broker_link)
         failed += itest_group_broker_link();
     if (itest_group_fleet)
