@@ -5,12 +5,15 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <poll.h>
+#include <pthread.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -1564,4 +1567,86 @@ char *itest_db_value(const char *sql, const char *param)
     PQfinish(pg);
     assert_true(ok);
     return v;
+}
+
+/* ---- this machine's addresses -------------------------------------------------------------- */
+
+bool itest_non_loopback_ipv4(char out[64])
+{
+    struct ifaddrs *list;
+    if (getifaddrs(&list) != 0)
+        return false;
+    bool found = false;
+    for (const struct ifaddrs *ifa = list; ifa && !found; ifa = ifa->ifa_next) {
+        if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET || !(ifa->ifa_flags & IFF_UP) ||
+            (ifa->ifa_flags & IFF_LOOPBACK))
+            continue;
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)ifa->ifa_addr;
+        if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127)
+            continue;
+        found = inet_ntop(AF_INET, &sin->sin_addr, out, 64) != NULL;
+    }
+    freeifaddrs(list);
+    return found;
+}
+
+/* ---- races ------------------------------------------------------------------------------- */
+
+struct race_thread {
+    struct itest_race *race;
+    pthread_barrier_t *barrier;
+};
+
+/* No cmocka assertions in a thread: it records, the main thread checks. */
+static void *race_post(void *arg)
+{
+    struct race_thread *t = arg;
+    struct itest_race *r = t->race;
+    const char *headers[] = {"Content-Type: application/json", "User-Agent: " ITEST_USER_AGENT,
+                             NULL};
+    pthread_barrier_wait(t->barrier);
+    struct itest_resp resp;
+    itest_request(NULL, "POST", r->url, headers, r->body, strlen(r->body), &resp);
+    r->status = resp.status;
+    const char *code = json_string_value(json_object_get(resp.json, "code"));
+    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
+    r->json = resp.json ? json_incref(resp.json) : NULL;
+    itest_resp_free(&resp);
+    return NULL;
+}
+
+void itest_race_posts(struct itest_race *race, size_t n)
+{
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)n);
+    struct race_thread *t = calloc(n, sizeof *t);
+    pthread_t *threads = calloc(n, sizeof *threads);
+    assert_non_null(t);
+    assert_non_null(threads);
+    for (size_t i = 0; i < n; i++) {
+        race[i].status = 0;
+        race[i].code[0] = '\0';
+        race[i].json = NULL;
+        t[i] = (struct race_thread){&race[i], &barrier};
+        assert_int_equal(pthread_create(&threads[i], NULL, race_post, &t[i]), 0);
+    }
+    for (size_t i = 0; i < n; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&barrier);
+    free(threads);
+    free(t);
+}
+
+void itest_race_free(struct itest_race *race, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(race[i].json);
+        race[i].json = NULL;
+    }
+}
+
+const char *itest_race_str(const struct itest_race *race, const char *key)
+{
+    const char *v = json_string_value(json_object_get(race->json, key));
+    return v ? v : "";
 }

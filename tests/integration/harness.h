@@ -186,6 +186,27 @@ void itest_get(const struct itest_daemon *d, const char *path, struct itest_resp
  *  /metrics page; asserts the page and the sample are there. */
 unsigned long long itest_metric(const struct itest_daemon *d, const char *name);
 
+/* ---- races ------------------------------------------------------------------------------- */
+
+/** One request of a race (itest_race_posts). */
+struct itest_race {
+    const char *url;  /* in: POST here */
+    const char *body; /* in: the JSON body */
+    long status;      /* out: 0 on a transport failure */
+    char code[64];    /* out: the error body's code, "" when none */
+    json_t *json;     /* out: the parsed answer (itest_race_free), NULL when not JSON */
+};
+/** POSTs every race[i] from its own thread, all released together by a barrier (the threads
+ *  assert nothing), and waits for them all. */
+void itest_race_posts(struct itest_race *race, size_t n);
+void itest_race_free(struct itest_race *race, size_t n);
+/** The string `key` of race->json, or "" (for reading a winner's answer). */
+const char *itest_race_str(const struct itest_race *race, const char *key);
+
+/** The first IPv4 address of an up, non-loopback interface (for peers that must not look local:
+ *  /metrics, STARTTLS to a relay). False when the machine has none. */
+bool itest_non_loopback_ipv4(char out[64]);
+
 /* ---- the database, directly (for what the API cannot do: age a row) ------------------------ */
 
 /** Runs one statement with one parameter on its own connection; asserts it worked and touched

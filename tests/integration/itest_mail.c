@@ -1,8 +1,6 @@
 #include "itest_mail.h"
 
 #include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,25 +278,4 @@ char *itest_mail_token(const json_t *msg, const char *path)
     char *out = strndup(token, token_len);
     assert_non_null(out);
     return out;
-}
-
-/* ---- addresses ------------------------------------------------------------------------------ */
-
-bool itest_non_loopback_ipv4(char out[64])
-{
-    struct ifaddrs *list;
-    if (getifaddrs(&list) != 0)
-        return false;
-    bool found = false;
-    for (const struct ifaddrs *ifa = list; ifa && !found; ifa = ifa->ifa_next) {
-        if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET || !(ifa->ifa_flags & IFF_UP) ||
-            (ifa->ifa_flags & IFF_LOOPBACK))
-            continue;
-        const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)ifa->ifa_addr;
-        if ((ntohl(sin->sin_addr.s_addr) >> 24) == 127)
-            continue;
-        found = inet_ntop(AF_INET, &sin->sin_addr, out, 64) != NULL;
-    }
-    freeifaddrs(list);
-    return found;
 }

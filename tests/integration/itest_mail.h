@@ -54,8 +54,4 @@ void itest_smtp_mode(const struct itest_smtp *s, const char *mode, const char *s
  *  the same link (with "&" as "&amp;" or not) is in the HTML part. Returns it (malloc'd). */
 char *itest_mail_token(const json_t *msg, const char *path);
 
-/** The first IPv4 address of an up, non-loopback interface (for STARTTLS tests: inkletd never
- *  does STARTTLS to a loopback host). False when the machine has none. */
-bool itest_non_loopback_ipv4(char out[64]);
-
 #endif

@@ -403,36 +403,6 @@ static void test_fleet_command_sent_through_one_instance_is_delivered_once(void 
 
 /* ---- refresh rotation across the fleet ------------------------------------------------------ */
 
-struct racer {
-    const char *url;
-    const char *body;
-    pthread_barrier_t *barrier;
-    long status;
-    char code[64];
-    char access[1024];
-    char refresh[128];
-};
-
-/* No cmocka assertions in a thread: it records, the main thread checks. */
-static void *race_refresh(void *arg)
-{
-    struct racer *r = arg;
-    const char *headers[] = {"Content-Type: application/json", "User-Agent: " ITEST_USER_AGENT,
-                             NULL};
-    pthread_barrier_wait(r->barrier);
-    struct itest_resp resp;
-    itest_request(NULL, "POST", r->url, headers, r->body, strlen(r->body), &resp);
-    r->status = resp.status;
-    const char *code = json_string_value(json_object_get(resp.json, "code"));
-    const char *access = json_string_value(json_object_get(resp.json, "accessToken"));
-    const char *refresh = json_string_value(json_object_get(resp.json, "refreshToken"));
-    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
-    snprintf(r->access, sizeof r->access, "%s", access ? access : "");
-    snprintf(r->refresh, sizeof r->refresh, "%s", refresh ? refresh : "");
-    itest_resp_free(&resp);
-    return NULL;
-}
-
 /* RACERS refreshes of one token, half to A and half to B, released together: exactly one 200
  * and every other one 401 refresh_token_rotated (a lost race within REFRESH_REUSE_GRACE, not
  * theft). Nothing is revoked: the winner's pair works on both once the liveness caches have
@@ -454,20 +424,13 @@ static void test_fleet_concurrent_refresh_has_exactly_one_winner(void **state)
     snprintf(body, sizeof body, "{\"refreshToken\":\"%s\"}", u.s.refresh);
     for (int i = 0; i < 2; i++)
         snprintf(urls[i], sizeof urls[i], "%s/auth/refresh", d[i]->url);
-    pthread_barrier_t barrier;
-    pthread_barrier_init(&barrier, NULL, RACERS);
-    struct racer racers[RACERS];
-    pthread_t threads[RACERS];
-    for (size_t i = 0; i < RACERS; i++) {
-        racers[i] = (struct racer){.url = urls[i % 2], .body = body, .barrier = &barrier};
-        assert_int_equal(pthread_create(&threads[i], NULL, race_refresh, &racers[i]), 0);
-    }
+    struct itest_race racers[RACERS];
     for (size_t i = 0; i < RACERS; i++)
-        pthread_join(threads[i], NULL);
-    pthread_barrier_destroy(&barrier);
+        racers[i] = (struct itest_race){.url = urls[i % 2], .body = body};
+    itest_race_posts(racers, RACERS);
 
     int won = 0, rotated = 0;
-    const struct racer *winner = NULL;
+    const struct itest_race *winner = NULL;
     size_t winner_idx = 0;
     for (size_t i = 0; i < RACERS; i++) {
         if (racers[i].status == 200) {
@@ -485,19 +448,22 @@ static void test_fleet_concurrent_refresh_has_exactly_one_winner(void **state)
     fprintf(stderr, "  %d winner(s) of %d refreshes across A and B\n", won, RACERS);
     assert_int_equal(won, 1);
     assert_int_equal(rotated, RACERS - 1);
-    assert_true(winner->access[0] != '\0' && winner->refresh[0] != '\0');
+    const char *access = itest_race_str(winner, "accessToken");
+    const char *refresh = itest_race_str(winner, "refreshToken");
+    assert_true(access[0] != '\0' && refresh[0] != '\0');
 
     /* the family lives on: the losers revoked nothing, on either instance */
     itest_sleep_ms(6000); /* longer than any instance's ≤ 5 s session cache */
     for (int i = 0; i < 2; i++)
-        assert_int_equal(itest_me_status(d[i], winner->access), 200);
+        assert_int_equal(itest_me_status(d[i], access), 200);
     itest_refresh_expect(d[0], u.s.refresh, 401, "refresh_token_rotated", NULL);
     itest_refresh_expect(d[1], u.s.refresh, 401, "refresh_token_rotated", NULL);
     struct itest_session next;
-    itest_refresh_expect(d[(winner_idx + 1) % 2], winner->refresh, 200, NULL, &next);
+    itest_refresh_expect(d[(winner_idx + 1) % 2], refresh, 200, NULL, &next);
     assert_string_equal(next.sid, u.s.sid);
     for (int i = 0; i < 2; i++)
         assert_int_equal(itest_me_status(d[i], next.access), 200);
+    itest_race_free(racers, RACERS);
     load_stop_expect_clean();
     fleet_stop(d);
 }

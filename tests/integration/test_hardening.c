@@ -4,9 +4,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
-#include <ifaddrs.h>
 #include <libpq-fe.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -623,36 +621,13 @@ static void test_hardening_empty_register_bucket_leaves_login_open(void **state)
 
 /* ---- 6. who may read /metrics ------------------------------------------------------------- */
 
-/* An up IPv4 address of this machine outside 127/8, or false. */
-static bool non_loopback_ipv4(char *out, size_t outlen)
-{
-    struct ifaddrs *list = NULL;
-    if (getifaddrs(&list) != 0) {
-        perror("  getifaddrs");
-        return false;
-    }
-    bool found = false;
-    for (const struct ifaddrs *ifa = list; ifa && !found; ifa = ifa->ifa_next) {
-        if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != AF_INET || !(ifa->ifa_flags & IFF_UP) ||
-            (ifa->ifa_flags & IFF_LOOPBACK))
-            continue;
-        struct sockaddr_in sin;
-        memcpy(&sin, ifa->ifa_addr, sizeof sin);
-        if (ntohl(sin.sin_addr.s_addr) >> 24 == 127)
-            continue;
-        found = inet_ntop(AF_INET, &sin.sin_addr, out, (socklen_t)outlen) != NULL;
-    }
-    freeifaddrs(list);
-    return found;
-}
-
 /* Starts a daemon listening on every address, reachable at base (http://<non-loopback>:port);
  * skips when this machine has no such address. */
 static struct itest_daemon *start_on_all_addresses(const char *metrics_token, char *base,
                                                    size_t base_len)
 {
-    char ip[INET_ADDRSTRLEN];
-    if (!non_loopback_ipv4(ip, sizeof ip)) {
+    char ip[64];
+    if (!itest_non_loopback_ipv4(ip)) {
         fprintf(stderr, "  no up non-loopback IPv4 address on this machine; cannot test a "
                         "non-loopback peer\n");
         skip();

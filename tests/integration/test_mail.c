@@ -6,7 +6,6 @@
 #include "harness.h"
 #include "itest_mail.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,31 +323,6 @@ test_mail_forgot_sends_a_reset_link_that_resets_once_and_revokes_every_session(v
     free(token);
 }
 
-struct reset_racer {
-    const char *url;
-    char body[256];
-    pthread_barrier_t *barrier;
-    long status;
-    char code[64];
-};
-
-/* No cmocka assertions here: a thread records, the main thread checks. */
-static void *race_reset(void *arg)
-{
-    struct reset_racer *r = arg;
-    CURL *h = curl_easy_init();
-    const char *headers[] = {"Content-Type: application/json", NULL};
-    pthread_barrier_wait(r->barrier);
-    struct itest_resp resp;
-    itest_request(h, "POST", r->url, headers, r->body, strlen(r->body), &resp);
-    r->status = resp.status;
-    const char *code = json_string_value(json_object_get(resp.json, "code"));
-    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
-    itest_resp_free(&resp);
-    curl_easy_cleanup(h);
-    return NULL;
-}
-
 /* Several resets with one token at once, on two instances: exactly one sets its password. */
 static void test_mail_concurrent_resets_with_one_token_exactly_one_wins(void **state)
 {
@@ -359,22 +333,16 @@ static void test_mail_concurrent_resets_with_one_token_exactly_one_wins(void **s
     free(register_with_mail(D, &u));
     forgot(D, u.email, 202);
     char *token = expect_one_mail(u.email, "Reset", "/reset-password");
-    char urls[2][96];
+    char urls[2][96], bodies[RACERS][256];
     snprintf(urls[0], sizeof urls[0], "%s/auth/password/reset", D->url);
     snprintf(urls[1], sizeof urls[1], "%s/auth/password/reset", other->url);
-    pthread_barrier_t barrier;
-    pthread_barrier_init(&barrier, NULL, RACERS);
-    struct reset_racer racers[RACERS];
-    pthread_t threads[RACERS];
+    struct itest_race racers[RACERS];
     for (size_t i = 0; i < RACERS; i++) {
-        racers[i] = (struct reset_racer){.url = urls[i % 2], .barrier = &barrier};
-        snprintf(racers[i].body, sizeof racers[i].body,
+        snprintf(bodies[i], sizeof bodies[i],
                  "{\"token\":\"%s\",\"newPassword\":\"Racer-password-%zu\"}", token, i);
-        assert_int_equal(pthread_create(&threads[i], NULL, race_reset, &racers[i]), 0);
+        racers[i] = (struct itest_race){.url = urls[i % 2], .body = bodies[i]};
     }
-    for (size_t i = 0; i < RACERS; i++)
-        pthread_join(threads[i], NULL);
-    pthread_barrier_destroy(&barrier);
+    itest_race_posts(racers, RACERS);
     int winners = 0, winner = -1;
     for (size_t i = 0; i < RACERS; i++) {
         if (racers[i].status == 200) {
@@ -385,6 +353,7 @@ static void test_mail_concurrent_resets_with_one_token_exactly_one_wins(void **s
             assert_string_equal(racers[i].code, "invalid_reset_token");
         }
     }
+    itest_race_free(racers, RACERS);
     assert_int_equal(winners, 1);
     for (size_t i = 0; i < RACERS; i++) {
         char pw[32];

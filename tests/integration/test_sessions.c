@@ -110,37 +110,6 @@ static void test_refresh_unknown_token_is_401_invalid_refresh_token(void **state
     itest_resp_free(&r);
 }
 
-struct racer {
-    const char *url;
-    const char *body;
-    pthread_barrier_t *barrier;
-    long status;
-    char code[64];
-    char access[1024]; /* the new pair, on 200 */
-    char refresh[128];
-};
-
-/* No cmocka assertions here: a thread records, the main thread checks. */
-static void *race_refresh(void *arg)
-{
-    struct racer *r = arg;
-    CURL *h = curl_easy_init();
-    const char *headers[] = {"Content-Type: application/json", NULL};
-    pthread_barrier_wait(r->barrier);
-    struct itest_resp resp;
-    itest_request(h, "POST", r->url, headers, r->body, strlen(r->body), &resp);
-    r->status = resp.status;
-    const char *code = json_string_value(json_object_get(resp.json, "code"));
-    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
-    const char *access = json_string_value(json_object_get(resp.json, "accessToken"));
-    const char *refresh = json_string_value(json_object_get(resp.json, "refreshToken"));
-    snprintf(r->access, sizeof r->access, "%s", access ? access : "");
-    snprintf(r->refresh, sizeof r->refresh, "%s", refresh ? refresh : "");
-    itest_resp_free(&resp);
-    curl_easy_cleanup(h);
-    return NULL;
-}
-
 /* Fires RACERS refreshes of one token, alternating between the given daemons, released together
  * by a barrier: exactly one 200, every other 401 refresh_token_rotated (a lost race, not reuse),
  * and 6 s later the winner's pair still works on every daemon. */
@@ -152,19 +121,12 @@ static void race_one_token(struct itest_daemon *const *daemons, size_t ndaemons)
     snprintf(body, sizeof body, "{\"refreshToken\":\"%s\"}", u.s.refresh);
     for (size_t i = 0; i < ndaemons; i++)
         snprintf(urls[i], sizeof urls[i], "%s/auth/refresh", daemons[i]->url);
-    pthread_barrier_t barrier;
-    pthread_barrier_init(&barrier, NULL, RACERS);
-    struct racer racers[RACERS];
-    pthread_t threads[RACERS];
-    for (size_t i = 0; i < RACERS; i++) {
-        racers[i] = (struct racer){.url = urls[i % ndaemons], .body = body, .barrier = &barrier};
-        assert_int_equal(pthread_create(&threads[i], NULL, race_refresh, &racers[i]), 0);
-    }
+    struct itest_race racers[RACERS];
     for (size_t i = 0; i < RACERS; i++)
-        pthread_join(threads[i], NULL);
-    pthread_barrier_destroy(&barrier);
+        racers[i] = (struct itest_race){.url = urls[i % ndaemons], .body = body};
+    itest_race_posts(racers, RACERS);
     int ok = 0, rotated = 0;
-    const struct racer *winner = NULL;
+    const struct itest_race *winner = NULL;
     for (size_t i = 0; i < RACERS; i++) {
         if (racers[i].status == 200) {
             ok++;
@@ -180,15 +142,18 @@ static void race_one_token(struct itest_daemon *const *daemons, size_t ndaemons)
         fprintf(stderr, "  %d of %d concurrent refreshes succeeded\n", ok, RACERS);
     assert_int_equal(ok, 1);
     assert_int_equal(rotated, RACERS - 1);
-    assert_true(winner->access[0] && winner->refresh[0]);
+    const char *access = itest_race_str(winner, "accessToken");
+    const char *refresh = itest_race_str(winner, "refreshToken");
+    assert_true(access[0] && refresh[0]);
 
     /* the losers revoked nothing: the winner's pair outlives the liveness cache and rotates */
     itest_sleep_ms(6000);
     for (size_t i = 0; i < ndaemons; i++)
-        assert_int_equal(itest_me_status(daemons[i], winner->access), 200);
+        assert_int_equal(itest_me_status(daemons[i], access), 200);
     struct itest_session next;
-    itest_refresh_expect(daemons[ndaemons - 1], winner->refresh, 200, NULL, &next);
+    itest_refresh_expect(daemons[ndaemons - 1], refresh, 200, NULL, &next);
     assert_int_equal(itest_me_status(daemons[0], next.access), 200);
+    itest_race_free(racers, RACERS);
 }
 
 static void test_concurrent_refresh_exactly_one_wins(void **state)
