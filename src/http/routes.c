@@ -26,7 +26,7 @@ const struct ink_route ink_routes[] = {
     {"POST", "/auth/password/forgot", ink_h_password_forgot, JSON_REQ, INK_RATE_MAIL},
     {"POST", "/auth/password/reset", ink_h_password_reset, JSON_REQ | SLOW, INK_RATE_NONE},
     {"POST", "/auth/email/verify", ink_h_email_verify, JSON_REQ, INK_RATE_NONE},
-    {"POST", "/auth/email/verify/resend", ink_h_email_verify_resend, AUTH | JSON, INK_RATE_MAIL},
+    {"POST", "/auth/email/verify/resend", ink_h_email_verify_resend, AUTH, INK_RATE_MAIL},
     {"GET", "/auth/sessions", ink_h_sessions_list, AUTH, INK_RATE_NONE},
     {"DELETE", "/auth/sessions", ink_h_sessions_revoke_all, AUTH, INK_RATE_NONE},
     {"DELETE", "/auth/sessions/{id}", ink_h_session_revoke, AUTH, INK_RATE_NONE},

@@ -629,6 +629,70 @@ static void test_mail_refused_or_dropped_mid_message_is_sent_once_later(void **s
     }
 }
 
+/* The state of the newest outbox row to `address` (malloc'd). */
+static char *outbox_state(const char *address)
+{
+    return itest_db_value("SELECT state || ':' || (payload IS NULL)::text FROM mail_outbox"
+                          " WHERE to_address = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+                          address);
+}
+
+/* Waits until the newest outbox row to `address` is in `state` ("given_up:true"). */
+static void expect_outbox_state(const char *address, const char *state)
+{
+    int64_t until = itest_now_ms() + itest_scaled(MAIL_WAIT_MS);
+    char *got = NULL;
+    for (;;) {
+        free(got);
+        got = outbox_state(address);
+        if ((got && strcmp(got, state) == 0) || itest_now_ms() > until)
+            break;
+        itest_sleep_ms(50);
+    }
+    assert_non_null(got);
+    assert_string_equal(got, state);
+    free(got);
+}
+
+/* 550 to the recipient cannot get better by trying again: given up at once, the link erased. */
+static void test_mail_a_permanent_refusal_is_given_up_at_once(void **state)
+{
+    (void)state;
+    struct itest_user u;
+    free(register_with_mail(D, &u));
+    unsigned long long given_up = mail_metric(D, "given_up");
+    itest_smtp_mode(&sink, "permfail", "rcpt", 1);
+    forgot(D, u.email, 202);
+    expect_outbox_state(u.email, "given_up:true");
+    assert_int_equal(mail_metric(D, "given_up"), given_up + 1);
+    json_t *none = mails_to(u.email, "Reset");
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+}
+
+/* A mail still undelivered at its not_after (24 h, or its link's expiry) is given up, not sent
+ * late; the rows are aged in the database instead of waiting a day. */
+static void test_mail_undelivered_past_its_lifetime_is_given_up(void **state)
+{
+    (void)state;
+    struct itest_user u;
+    free(register_with_mail(D, &u));
+    unsigned long long given_up = mail_metric(D, "given_up");
+    itest_smtp_mode(&sink, "down", NULL, 0);
+    forgot(D, u.email, 202);
+    expect_outbox_state(u.email, "queued:false");
+    itest_db_exec1("UPDATE mail_outbox SET not_after = now() WHERE to_address = $1"
+                   " AND state = 'queued'",
+                   u.email);
+    expect_outbox_state(u.email, "given_up:true");
+    assert_int_equal(mail_metric(D, "given_up"), given_up + 1);
+    itest_smtp_mode(&sink, "accept", NULL, 0);
+    itest_sleep_ms(itest_scaled(1500));
+    json_t *none = mails_to(u.email, "Reset");
+    assert_int_equal(json_array_size(none), 0);
+    json_decref(none);
+}
+
 /* A stalled SMTP server costs the sender SMTP_TIMEOUT, never an HTTP request. */
 static void test_mail_stalled_smtp_never_delays_requests_and_the_mail_follows(void **state)
 {
@@ -833,6 +897,8 @@ int itest_group_mail(void)
         T(test_mail_smtp_down_is_202_and_the_mail_arrives_once_when_it_returns),
         T(test_mail_refused_or_dropped_mid_message_is_sent_once_later),
         T(test_mail_stalled_smtp_never_delays_requests_and_the_mail_follows),
+        T(test_mail_a_permanent_refusal_is_given_up_at_once),
+        T(test_mail_undelivered_past_its_lifetime_is_given_up),
         T(test_mail_queued_mails_survive_a_restart_and_arrive_once),
         T(test_mail_two_instances_send_each_mail_once),
         T(test_mail_password_change_and_account_deletion_send_notices),
