@@ -12,6 +12,7 @@
  *  The whole message is 7-bit ASCII with CRLF line ends. */
 #ifndef INKLET_MAIL_H
 #define INKLET_MAIL_H
+#include "inklet/mailaddr.h"
 #include "inklet/status.h"
 
 #include <stdbool.h>
@@ -36,8 +37,6 @@ const char *ink_mail_kind_name(enum ink_mail_kind k);
 /** The kind with exactly that name (case-sensitive); false (and *out untouched) otherwise. */
 bool ink_mail_kind_from_name(const char *name, enum ink_mail_kind *out);
 
-/** The longest address (RFC 5321 path limit less the brackets). */
-#define INK_MAIL_ADDRESS_MAX 254
 /** Longest username/provider rendered, in bytes; a longer value is cut at a character boundary
  *  and ends in "…". */
 #define INK_MAIL_VAR_MAX 200
@@ -87,13 +86,6 @@ enum ink_status ink_mail_render_template(enum ink_mail_kind kind, const char *tp
 /** Frees the message's bytes; *m becomes {NULL, 0}. Safe on an already freed or zeroed msg. */
 void ink_mail_msg_free(struct ink_mail_msg *m);
 
-/** The bare address inside a From value ("Inklet <a@b>" -> "a@b", "a@b" -> "a@b") into
- *  out; false (out = "") if the value is malformed by the rules of ink_mail_render. Used for
- *  the envelope MAIL FROM and to validate MAIL_FROM at start. */
-bool ink_mail_address_of(const char *from, char out[INK_MAIL_ADDRESS_MAX + 1]);
-/** True when `addr` is a bare address ink_mail_render accepts as `to`. */
-bool ink_mail_address_valid(const char *addr);
-
 struct ink_smtp {
     const char *url;             /* smtp://host[:port] or smtps://host[:port] */
     const char *user, *password; /* both or neither (NULL) */
@@ -121,13 +113,5 @@ enum ink_smtp_result { INK_SMTP_SENT, INK_SMTP_TRANSIENT, INK_SMTP_PERMANENT };
 enum ink_smtp_result ink_smtp_send(const struct ink_smtp *s, const char *envelope_from,
                                    const char *to, const struct ink_mail_msg *m,
                                    char why[INK_SMTP_WHY_MAX]);
-/** True when the URL is acceptable (ink_smtp_url_problem) and its host is a loopback host:
- *  localhost, 127.0.0.0/8 as a dotted quad, ::1 in brackets. Anything else, including forms
- *  curl might also read as loopback ("127.1", "0x7f.0.0.1"), is not: those get STARTTLS. */
-bool ink_smtp_url_is_loopback(const char *url);
-/** NULL when SMTP_URL is acceptable, else a static reason: scheme smtp or smtps (either case), a
- *  host (host name, dotted quad or [IPv6]), an optional port 1–65535, nothing else (no path,
- *  user info, query, fragment, spaces). For config validation. */
-const char *ink_smtp_url_problem(const char *url);
 
 #endif

@@ -4,7 +4,7 @@
 
 #include "inklet/alloc.h"
 #include "inklet/ids.h"
-#include "inklet/mail.h"
+#include "inklet/mailaddr.h"
 #include "inklet/netaddr.h"
 #include "inklet/text.h"
 
@@ -128,6 +128,12 @@ static const char *v_mail_from(const char *v)
     return ink_mail_address_of(v, addr) ? NULL
                                         : "must be an address, or a name and <address>, without "
                                           "control characters";
+}
+
+/* Checked at start, so a wrong path fails there and not as a retried mail an hour later. */
+static const char *v_readable_file(const char *v)
+{
+    return access(v, R_OK) == 0 ? NULL : "must name a readable file";
 }
 
 /* The portal's base URL goes into every mail link as it is. */
@@ -256,7 +262,7 @@ static const struct config_key CONFIG_KEYS[] = {
     S("SMTP_URL", NULL, smtp_url, 0, v_smtp_url),
     S("SMTP_USER", NULL, smtp_user, F_SMTP_AUTH, v_printable),
     S("SMTP_PASSWORD", NULL, smtp_password, F_SECRET | F_SMTP_AUTH, v_printable),
-    S("SMTP_CA_FILE", NULL, smtp_ca_file, 0, NULL),
+    S("SMTP_CA_FILE", NULL, smtp_ca_file, 0, v_readable_file),
     U("SMTP_TIMEOUT", "30", smtp_timeout, 1, 120),
     S("MAIL_FROM", "Inklet <no-reply@iminklet.com>", mail_from, 0, v_mail_from),
     S("PORTAL_URL", "https://portal.iminklet.com", portal_url, 0, v_portal_url),

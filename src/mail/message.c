@@ -63,8 +63,6 @@ static const struct {
 };
 
 #define MSG_MAX (256 * 1024) /* far above any message the caps below allow */
-#define FROM_MAX 512
-#define NAME_MAX_BYTES 200 /* display name of MAIL_FROM, decoded */
 #define SUBJECT_MAX 150
 #define HEADER_FOLD_AT 78
 #define QP_LINE_MAX 76
@@ -120,82 +118,6 @@ static void put_str(struct out *o, const char *s)
     put(o, s, strlen(s));
 }
 
-/* ---- addresses ---- */
-
-static bool is_atext(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-/=?^_`{|}~", c));
-}
-
-/* A dot-atom local part (RFC 5322 §3.2.3): atext runs joined by single dots. */
-static bool local_part_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 64 || s[0] == '.' || s[n - 1] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '.' ? s[i + 1] == '.' : !is_atext((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
-/* A host name: LDH labels of 1-63 bytes, no hyphen at either end, joined by dots. No address
- * literals: nothing sends mail to [1.2.3.4]. */
-static bool domain_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 253)
-        return false;
-    size_t label = 0;
-    for (size_t i = 0; i <= n; i++) {
-        char c = i < n ? s[i] : '.';
-        if (c == '.') {
-            if (label == 0 || label > 63 || s[i - 1] == '-' || s[i - label] == '-')
-                return false;
-            label = 0;
-        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                   c == '-') {
-            label++;
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* The bare address s[0..n): ASCII, no spaces or controls, exactly one '@', at most 254 bytes. */
-static bool address_ok(const char *s, size_t n)
-{
-    if (n < 3 || n > 254)
-        return false;
-    const char *at = memchr(s, '@', n);
-    if (!at || memchr(at + 1, '@', n - (size_t)(at - s) - 1))
-        return false;
-    size_t local = (size_t)(at - s);
-    return local_part_ok(s, local) && domain_ok(at + 1, n - local - 1);
-}
-
-bool ink_mail_address_valid(const char *addr)
-{
-    return addr && address_ok(addr, strlen(addr));
-}
-
-struct from_parts {
-    char addr[INK_MAIL_ADDRESS_MAX + 1];
-    char name[NAME_MAX_BYTES + 1]; /* the display name, unquoted; "" when none */
-    size_t name_len;
-};
-
-static bool utf8_ok(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        size_t len = ink_utf8_char_len((const unsigned char *)s + i, n - i);
-        if (len == 0)
-            return false;
-        i += len;
-    }
-    return true;
-}
-
 /* The code point of the well-formed UTF-8 character s[0..len). */
 static uint32_t decode_utf8(const unsigned char *s, size_t len)
 {
@@ -205,81 +127,6 @@ static uint32_t decode_utf8(const unsigned char *s, size_t len)
     for (size_t i = 1; i < len; i++)
         cp = (cp << 6) | (s[i] & 0x3f);
     return cp;
-}
-
-/* The display name before "<addr>": a quoted string (backslash escapes) or plain text without
- * quotes, backslashes or angle brackets. Stored decoded; must be UTF-8. */
-static bool parse_display_name(const char *s, size_t n, struct from_parts *p)
-{
-    size_t o = 0;
-    if (n && s[0] == '"') {
-        if (n < 2 || s[n - 1] != '"')
-            return false;
-        for (size_t i = 1; i < n - 1; i++) {
-            char c = s[i];
-            if (c == '"')
-                return false;
-            if (c == '\\' && ++i >= n - 1)
-                return false;
-            if (o >= NAME_MAX_BYTES)
-                return false;
-            p->name[o++] = s[i];
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            if (strchr("\"\\<>", s[i]) || o >= NAME_MAX_BYTES)
-                return false;
-            p->name[o++] = s[i];
-        }
-    }
-    p->name[o] = '\0';
-    p->name_len = o;
-    return utf8_ok(p->name, o);
-}
-
-/* Splits MAIL_FROM into display name and address. Controls anywhere (CR, LF, tab, NUL cannot
- * be in a C string) make it unusable. */
-static bool parse_from(const char *from, struct from_parts *p)
-{
-    memset(p, 0, sizeof *p);
-    if (!from)
-        return false;
-    size_t n = strnlen(from, FROM_MAX + 1);
-    if (n == 0 || n > FROM_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)from[i] < 0x20 || from[i] == 0x7f)
-            return false;
-    const char *addr = from;
-    size_t alen = n;
-    if (from[n - 1] == '>') {
-        /* the address cannot hold '<', so the last one opens it (a quoted name may have one) */
-        const char *lt = memrchr(from, '<', n);
-        if (!lt)
-            return false;
-        addr = lt + 1;
-        alen = n - (size_t)(addr - from) - 1;
-        size_t nlen = (size_t)(lt - from);
-        while (nlen && from[nlen - 1] == ' ')
-            nlen--;
-        if (!parse_display_name(from, nlen, p))
-            return false;
-    }
-    if (!address_ok(addr, alen))
-        return false;
-    memcpy(p->addr, addr, alen);
-    p->addr[alen] = '\0';
-    return true;
-}
-
-bool ink_mail_address_of(const char *from, char out[INK_MAIL_ADDRESS_MAX + 1])
-{
-    struct from_parts p;
-    out[0] = '\0';
-    if (!parse_from(from, &p))
-        return false;
-    memcpy(out, p.addr, strlen(p.addr) + 1);
-    return true;
 }
 
 /* ---- header writing: words joined by spaces, folded before a word that would pass 78 ---- */
@@ -400,12 +247,12 @@ static void hdr_display_name(struct hdr *h, const char *s, size_t n)
     }
     bool atoms = n && s[0] != ' ' && s[n - 1] != ' ' && !memmem(s, n, "  ", 2);
     for (size_t i = 0; atoms && i < n; i++)
-        atoms = s[i] == ' ' || is_atext((unsigned char)s[i]);
+        atoms = s[i] == ' ' || ink_mail_is_atext((unsigned char)s[i]);
     if (atoms) {
         hdr_text(h, s, n);
         return;
     }
-    char q[2 * NAME_MAX_BYTES + 3];
+    char q[2 * INK_MAIL_FROM_NAME_MAX + 3];
     size_t o = 0;
     q[o++] = '"';
     for (size_t i = 0; i < n; i++) {
@@ -780,7 +627,7 @@ static bool pick_boundary(const struct parts *p, char out[64])
 
 struct envelope {
     const struct tpl *t;
-    const struct from_parts *from;
+    const struct ink_mail_from *from;
     const char *to;
     const char *date;
     char seed[INK_UUID_STRLEN + 1]; /* lower case */
@@ -876,7 +723,7 @@ enum ink_status ink_mail_render_template(enum ink_mail_kind kind, const char *tp
                                          struct ink_mail_msg *out)
 {
     enum ink_status st = INK_INVALID;
-    struct from_parts fp;
+    struct ink_mail_from fp;
     struct values v;
     struct tpl t;
     struct parts p = {0};
@@ -885,9 +732,9 @@ enum ink_status ink_mail_render_template(enum ink_mail_kind kind, const char *tp
     char date[40], boundary[64];
     out->data = NULL;
     out->len = 0;
-    if ((unsigned)kind >= INK_MAIL_KINDS || !parse_from(from, &fp) || !ink_mail_address_valid(to) ||
-        !message_id_seed || !ink_uuid_valid(message_id_seed) || !date_text(now, date) ||
-        !values_of(KINDS[kind].vars, vars, &v))
+    if ((unsigned)kind >= INK_MAIL_KINDS || !ink_mail_from_parse(from, &fp) ||
+        !ink_mail_address_valid(to) || !message_id_seed || !ink_uuid_valid(message_id_seed) ||
+        !date_text(now, date) || !values_of(KINDS[kind].vars, vars, &v))
         goto out;
     st = INK_INTERNAL;
     if (!tpl || !tpl_parse(tpl, tpl_len, KINDS[kind].vars, &t) || !render_parts(&t, &v, &p) ||

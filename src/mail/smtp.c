@@ -15,153 +15,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define URL_MAX 512
 #define DEFAULT_TOTAL_MS 30000u
 #define CONNECT_MAX_MS 10000u
-
-/* ---- URL rules ---- */
-
-struct smtp_url {
-    bool tls;       /* smtps:// */
-    bool bracketed; /* [IPv6] */
-    char host[254]; /* without brackets */
-};
-
-static bool ldh(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-}
-
-/* A host name of LDH labels, or a dotted quad when it is only digits and dots. */
-static const char *host_problem(const char *h, size_t n)
-{
-    if (n == 0)
-        return "no host";
-    if (n > 253)
-        return "the host name is too long";
-    bool numeric = true;
-    size_t label = 0;
-    for (size_t i = 0; i <= n; i++) {
-        char c = i < n ? h[i] : '.';
-        if (c == '.') {
-            if (label == 0 || label > 63 || h[i - 1] == '-' || h[i - label] == '-')
-                return "not a valid host name";
-            label = 0;
-        } else if (ldh(c)) {
-            numeric = numeric && c >= '0' && c <= '9';
-            label++;
-        } else {
-            return "not a valid host name";
-        }
-    }
-    if (numeric) {
-        char copy[16];
-        struct in_addr a;
-        if (n >= sizeof copy)
-            return "not a valid IPv4 address";
-        memcpy(copy, h, n);
-        copy[n] = '\0';
-        if (inet_pton(AF_INET, copy, &a) != 1)
-            return "not a valid IPv4 address";
-    }
-    return NULL;
-}
-
-static const char *port_problem(const char *p, size_t n)
-{
-    unsigned v = 0;
-    if (n == 0 || n > 5)
-        return "the port must be 1-65535";
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return "the port must be 1-65535";
-        v = v * 10 + (unsigned)(p[i] - '0');
-    }
-    return v >= 1 && v <= 65535 ? NULL : "the port must be 1-65535";
-}
-
-static const char *parse_url(const char *url, struct smtp_url *u)
-{
-    memset(u, 0, sizeof *u);
-    if (!url || !*url)
-        return "empty";
-    size_t n = strnlen(url, URL_MAX + 1);
-    if (n > URL_MAX)
-        return "too long";
-    const char *p;
-    if (strncasecmp(url, "smtps://", 8) == 0) {
-        u->tls = true;
-        p = url + 8;
-    } else if (strncasecmp(url, "smtp://", 7) == 0) {
-        p = url + 7;
-    } else {
-        return "the scheme must be smtp:// or smtps://";
-    }
-    for (const char *c = p; *c; c++) {
-        unsigned char b = (unsigned char)*c;
-        if (b <= 0x20 || b >= 0x7f)
-            return "spaces, control and non-ASCII characters are not allowed";
-        if (b == '@')
-            return "user info is not allowed (use SMTP_USER and SMTP_PASSWORD)";
-        if (b == '/')
-            return "a path is not allowed";
-        if (b == '?')
-            return "a query is not allowed";
-        if (b == '#')
-            return "a fragment is not allowed";
-    }
-    const char *end = url + n, *port = NULL;
-    if (*p == '[') {
-        const char *close = memchr(p, ']', (size_t)(end - p));
-        size_t hl = close ? (size_t)(close - p - 1) : 0;
-        struct in6_addr a6;
-        if (!close || hl == 0 || hl >= 46)
-            return "not a valid [IPv6] host";
-        memcpy(u->host, p + 1, hl);
-        u->host[hl] = '\0';
-        if (inet_pton(AF_INET6, u->host, &a6) != 1)
-            return "not a valid [IPv6] host";
-        u->bracketed = true;
-        if (close + 1 < end && close[1] != ':')
-            return "not a valid [IPv6] host";
-        port = close + 1 < end ? close + 2 : NULL;
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        size_t hl = (size_t)((colon ? colon : end) - p);
-        const char *why = host_problem(p, hl);
-        if (why)
-            return why;
-        memcpy(u->host, p, hl);
-        u->host[hl] = '\0';
-        port = colon ? colon + 1 : NULL;
-    }
-    return port ? port_problem(port, (size_t)(end - port)) : NULL;
-}
-
-const char *ink_smtp_url_problem(const char *url)
-{
-    struct smtp_url u;
-    return parse_url(url, &u);
-}
-
-static bool host_is_loopback(const struct smtp_url *u)
-{
-    if (u->bracketed) {
-        struct in6_addr a6;
-        return inet_pton(AF_INET6, u->host, &a6) == 1 &&
-               memcmp(&a6, &in6addr_loopback, sizeof a6) == 0;
-    }
-    struct in_addr a;
-    if (inet_pton(AF_INET, u->host, &a) == 1)
-        return (ntohl(a.s_addr) >> 24) == 127;
-    return strcasecmp(u->host, "localhost") == 0;
-}
-
-bool ink_smtp_url_is_loopback(const char *url)
-{
-    struct smtp_url u;
-    return parse_url(url, &u) == NULL && host_is_loopback(&u);
-}
 
 /* ---- sending ---- */
 
@@ -253,9 +108,9 @@ enum ink_smtp_result ink_smtp_send(const struct ink_smtp *s, const char *envelop
                                    const char *to, const struct ink_mail_msg *m,
                                    char why[INK_SMTP_WHY_MAX])
 {
-    struct smtp_url u;
+    struct ink_smtp_url u;
     why[0] = '\0';
-    const char *bad = parse_url(s->url, &u);
+    const char *bad = ink_smtp_url_parse(s->url, &u);
     if (bad) {
         set_why(why, "unusable SMTP_URL: ", bad);
         return INK_SMTP_TRANSIENT; /* configuration: the mail can go once it is fixed */
@@ -298,7 +153,8 @@ enum ink_smtp_result ink_smtp_send(const struct ink_smtp *s, const char *envelop
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)connect);
     SET(CURLOPT_TIMEOUT_MS, (long)total);
-    SET(CURLOPT_USE_SSL, (long)(!u.tls && host_is_loopback(&u) ? CURLUSESSL_NONE : CURLUSESSL_ALL));
+    SET(CURLOPT_USE_SSL,
+        (long)(!u.tls && ink_smtp_url_host_is_loopback(&u) ? CURLUSESSL_NONE : CURLUSESSL_ALL));
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);

@@ -36,7 +36,7 @@ CFLAGS=(-g -O1 -std=c17 -D_GNU_SOURCE "-fsanitize=fuzzer,address,undefined"
 # (CORPUS: the directory name under tests/fuzz/corpus/, when it is not NAME). $GEN is
 # build-fuzz/gen/, which holds generated sources (see gen_sources).
 CORE="src/core/alloc.c src/core/ids.c src/core/text.c src/core/timeutil.c"
-CONFIG_SRC="src/core/config.c src/core/netaddr.c $CORE"
+CONFIG_SRC="src/core/config.c src/core/netaddr.c src/core/mailaddr.c $CORE"
 DRIVERS=(
   "fuzz_json|tests/fuzz/fuzz_json.c src/core/json.c src/core/alloc.c src/core/timeutil.c|jansson||-max_len=4096|"
   "fuzz_token|tests/fuzz/fuzz_token.c src/auth/token.c $CORE|libjwt jansson libcrypto||-max_len=8192|"
@@ -52,7 +52,7 @@ DRIVERS=(
   "fuzz_client_ip_oracle|tests/fuzz/fuzz_client_ip.c src/core/netaddr.c src/core/alloc.c src/core/text.c||-DCLIENT_IP_ORACLE|-max_len=8192|fuzz_client_ip"
   "fuzz_topic|tests/fuzz/fuzz_topic.c src/iot/topic.c|||-max_len=600|"
   "fuzz_nfc|tests/fuzz/fuzz_nfc.c src/devices/nfc.c src/core/ids.c|libcrypto||-max_len=1100|"
-  "fuzz_mail|tests/fuzz/fuzz_mail.c src/mail/message.c src/mail/smtp.c \$GEN/mail_templates.c src/core/buf.c src/core/strbuf.c $CORE|libcurl||-max_len=16384|"
+  "fuzz_mail|tests/fuzz/fuzz_mail.c src/mail/message.c src/mail/smtp.c src/core/mailaddr.c \$GEN/mail_templates.c src/core/buf.c src/core/strbuf.c $CORE|libcurl||-max_len=16384|"
   "fuzz_http_headers|tests/fuzz/fuzz_http_headers.c src/http/router.c src/http/routes.c \$GEN/handler_stubs.c src/core/app.c src/oauth/jwks.c src/oauth/jwk.c src/net/http_client.c src/core/buf.c src/core/json.c src/core/log.c src/core/strbuf.c src/core/deadline.c $CONFIG_SRC|jansson libcrypto libcurl libpq|-DINKLET_VERSION=\"fuzz\" -lpthread|-max_len=2048|"
 )
 

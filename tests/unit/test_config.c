@@ -703,6 +703,78 @@ static void mqtt_login_must_be_printable_ascii(void **state)
             expect_key_rejected(keys[k], bad[i]);
 }
 
+static char *print_config(const struct ink_config *cfg);
+
+/* Mail (contract §2.2): off without SMTP_URL, the documented defaults otherwise. */
+static void mail_keys_default_to_the_contract(void **state)
+{
+    (void)state;
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, NULL);
+    assert_true(r.ok);
+    assert_null(r.cfg.smtp_url);
+    assert_null(r.cfg.smtp_user);
+    assert_null(r.cfg.smtp_password);
+    assert_null(r.cfg.smtp_ca_file);
+    assert_string_equal(r.cfg.mail_from, "Inklet <no-reply@iminklet.com>");
+    assert_string_equal(r.cfg.portal_url, "https://portal.iminklet.com");
+    assert_int_equal(r.cfg.password_reset_ttl, 1800);
+    assert_int_equal(r.cfg.email_verify_ttl, 86400);
+    assert_int_equal(r.cfg.mail_retry_base, 60);
+    assert_int_equal(r.cfg.smtp_timeout, 30);
+    assert_int_equal(r.cfg.rate_mail.requests, 5);
+    assert_int_equal(r.cfg.rate_mail.seconds, 3600);
+    release(&r);
+}
+
+static void mail_keys_refuse_what_would_fail_or_leak_later(void **state)
+{
+    (void)state;
+    static const char *const urls[] = {"http://mail.example.com", "smtp://",
+                                       "smtp://user:pw@mail.example.com", "smtp://mail.example.com/x",
+                                       "smtp://mail.example.com?x=1", "smtp://mail example.com"};
+    for (size_t i = 0; i < sizeof urls / sizeof *urls; i++)
+        expect_key_rejected("SMTP_URL", urls[i]);
+    expect_key_accepted("SMTP_URL", "smtp://mail.example.com:587");
+    expect_key_accepted("SMTP_URL", "smtps://mail.example.com");
+    expect_key_accepted("SMTP_URL", "smtp://127.0.0.1:2525");
+    static const char *const froms[] = {"no-reply@iminklet.com\r\nBcc: x@evil.test",
+                                        "Inklet <no-reply@iminklet.com", "not an address",
+                                        "a@@b.com"};
+    for (size_t i = 0; i < sizeof froms / sizeof *froms; i++)
+        expect_key_rejected("MAIL_FROM", froms[i]);
+    expect_key_accepted("MAIL_FROM", "Inklet <no-reply@iminklet.com>");
+    expect_key_accepted("MAIL_FROM", "no-reply@iminklet.com");
+    expect_key_rejected("PORTAL_URL", "ftp://portal.iminklet.com");
+    expect_key_rejected("PORTAL_URL", "https://portal.iminklet.com/a b");
+    expect_key_rejected("SMTP_CA_FILE", "/nonexistent/inklet-ca.pem");
+    expect_key_rejected("SMTP_TIMEOUT", "0");
+    expect_key_rejected("PASSWORD_RESET_TTL", "0");
+    expect_key_rejected("MAIL_RETRY_BASE", "3601");
+    expect_key_rejected("RATE_LIMIT_MAIL", "5");
+}
+
+static void smtp_login_with_one_half_missing_is_refused_naming_the_other(void **state)
+{
+    (void)state;
+    const char *user_only[] = {"SMTP_USER", "mailer", NULL};
+    struct result r;
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, user_only);
+    assert_false(r.ok);
+    assert_int_equal(count_lines(r.err), 1);
+    assert_non_null(strstr(r.err, "SMTP_PASSWORD is required when SMTP_USER is set"));
+    release(&r);
+    const char *both[] = {"SMTP_USER", "mailer", "SMTP_PASSWORD", "smtp-pass-W4v", NULL};
+    load(&r, NULL, INK_CONFIG_SERVE, REQUIRED, both);
+    assert_true(r.ok);
+    char *out = print_config(&r.cfg);
+    if (strstr(out, "smtp-pass-W4v"))
+        fail_msg("SMTP password printed:\n%s", out);
+    assert_non_null(strstr(out, "SMTP_PASSWORD=<redacted>\n"));
+    free(out);
+    release(&r);
+}
+
 static void several_bad_keys_give_one_line_each(void **state)
 {
     (void)state;
@@ -1075,6 +1147,9 @@ int main(void)
         cmocka_unit_test(overlong_file_line_is_never_silently_truncated),
         cmocka_unit_test(print_redacts_secrets_and_shows_the_rest),
         cmocka_unit_test(print_redacts_the_mqtt_login),
+        cmocka_unit_test(mail_keys_default_to_the_contract),
+        cmocka_unit_test(mail_keys_refuse_what_would_fail_or_leak_later),
+        cmocka_unit_test(smtp_login_with_one_half_missing_is_refused_naming_the_other),
         cmocka_unit_test(print_marks_unset_secrets_as_unset),
         cmocka_unit_test(print_output_reloads_to_the_same_non_secret_values),
     };

@@ -75,12 +75,31 @@ static void auth_header_does_not_include_http(void **state)
     fclose(f);
 }
 
+/* core is the bottom layer: the configuration checks MAIL_FROM and SMTP_URL with
+ * inklet/mailaddr.h, never through the mail module that sends. */
+static void core_includes_nothing_of_the_mail_module(void **state)
+{
+    (void)state;
+    static const char *const mail[] = {"inklet/mail.h", "inklet/outbox.h", "mail/", NULL};
+    assert_true(expect_no_include("src/core", ".c", mail) >= 10);
+}
+
+/* The mail module does not know the accounts that use it. */
+static void mail_includes_nothing_of_auth(void **state)
+{
+    (void)state;
+    static const char *const auth[] = {"inklet/accounts.h", "inklet/auth.h", "auth/", NULL};
+    assert_true(expect_no_include("src/mail", ".c", auth) >= 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(devices_include_nothing_of_the_mqtt_link),
         cmocka_unit_test(the_mqtt_link_includes_nothing_of_devices),
         cmocka_unit_test(auth_header_does_not_include_http),
+        cmocka_unit_test(core_includes_nothing_of_the_mail_module),
+        cmocka_unit_test(mail_includes_nothing_of_auth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
