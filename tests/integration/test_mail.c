@@ -364,6 +364,10 @@ static void test_mail_concurrent_resets_with_one_token_exactly_one_wins(void **s
         if (racers[i].status == 200) {
             winners++;
             winner = (int)i;
+        } else if (racers[i].status == 503 && itest.slow > 1) {
+            /* under valgrind a hash takes seconds: past the hashing semaphore's wait, a racer is
+             * shed (documented overload answer) before it touches the token */
+            assert_string_equal(racers[i].code, "service_unavailable");
         } else {
             assert_int_equal(racers[i].status, 400);
             assert_string_equal(racers[i].code, "invalid_reset_token");
