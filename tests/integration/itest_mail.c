@@ -48,8 +48,14 @@ static bool read_info(struct itest_smtp *s)
     return ok;
 }
 
+char itest_smtp_timeout_kv[32] = "SMTP_TIMEOUT=3";
+
 bool itest_smtp_start(struct itest_smtp *s, const char *const extra_args[])
 {
+    /* 3 s, or what valgrind needs for a TLS handshake (at most the key's 120) */
+    unsigned timeout = itest_scaled(3000) / 1000;
+    snprintf(itest_smtp_timeout_kv, sizeof itest_smtp_timeout_kv, "SMTP_TIMEOUT=%u",
+             timeout > 120 ? 120 : timeout);
     /* A distinct name per sink: the harness names the port file and the log after it, and a
      * test may run a second sink (another --listen or --user) beside the group's. */
     static unsigned started;

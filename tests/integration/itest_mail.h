@@ -21,6 +21,10 @@ struct itest_smtp {
     char listen[64];     /* the address the SMTP listeners are on */
 };
 
+/** "SMTP_TIMEOUT=<s>" for the daemons of mail tests: 3 s, scaled for a slow wrapper (a TLS
+ *  handshake under valgrind takes seconds). Set by itest_smtp_start. */
+extern char itest_smtp_timeout_kv[32];
+
 /** Starts the sink (INKLET_ITEST_SMTP_SINK) with `extra_args` (NULL-terminated, may be NULL;
  *  e.g. {"--smtps-port", "0", "--user", "u", "--password", "p", NULL}) and reads its ports
  *  from /_fake/info. The CA goes under the run's temp dir (itest.tmpdir) unless `extra_args`

@@ -25,7 +25,7 @@ static const char *const mail_env[] = {smtp_url_kv,
                                        "PORTAL_URL=" PORTAL,
                                        "MAIL_FROM=Inklet Tests <no-reply@inklet.test>",
                                        "MAIL_RETRY_BASE=1",
-                                       "SMTP_TIMEOUT=3",
+                                       itest_smtp_timeout_kv,
                                        "RATE_LIMIT_MAIL=10000/3600",
                                        NULL};
 
@@ -731,7 +731,8 @@ static void test_mail_stalled_smtp_never_delays_requests_and_the_mail_follows(vo
     assert_true(itest_now_ms() - t0 < (int64_t)itest_scaled(1000));
     itest_sleep_ms(itest_scaled(500));
     itest_smtp_mode(&sink, "accept", NULL, 0);
-    /* the stalled attempt times out (SMTP_TIMEOUT=3), the retry a second later goes through */
+    /* the stalled attempt times out (SMTP_TIMEOUT: 3 s, scaled under valgrind), the retry a second
+     * later goes through */
     int64_t until = itest_now_ms() + itest_scaled(10000);
     json_t *got = NULL;
     while (itest_now_ms() < until) {

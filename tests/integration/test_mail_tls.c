@@ -29,7 +29,7 @@ static bool sink_up;
 /* As test_mail.c's daemons: retries after 1 s, short attempts, no per-IP limit in the way. */
 static const char *const mail_env[] = {
     "PORTAL_URL=" PORTAL,         "MAIL_FROM=Inklet Tests <no-reply@inklet.test>",
-    "MAIL_RETRY_BASE=1",          "SMTP_TIMEOUT=3",
+    "MAIL_RETRY_BASE=1",          itest_smtp_timeout_kv,
     "RATE_LIMIT_MAIL=10000/3600", NULL};
 
 /* ---- helpers ------------------------------------------------------------------------------- */

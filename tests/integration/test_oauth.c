@@ -999,7 +999,7 @@ static void test_oauth_linking_a_provider_sends_the_provider_linked_notice(void 
         n++;
     const char *const mail_keys[] = {smtp_url, "PORTAL_URL=https://portal.example.test",
                                      "MAIL_FROM=Inklet Tests <no-reply@inklet.test>",
-                                     "MAIL_RETRY_BASE=1", "SMTP_TIMEOUT=3"};
+                                     "MAIL_RETRY_BASE=1", itest_smtp_timeout_kv};
     assert_true(n + ITEST_ARRAY_LEN(mail_keys) < ITEST_ARRAY_LEN(env));
     for (size_t i = 0; i < ITEST_ARRAY_LEN(mail_keys); i++)
         env[n++] = mail_keys[i];
