@@ -58,6 +58,10 @@ void itest_finish(bool keep_logs);
 int64_t itest_now_ms(void);
 /** `ms` scaled by the slowness factor (wrapper runs). */
 unsigned itest_scaled(unsigned ms);
+/** An observation window of `ms` (how long something must stay true, or stay absent): what it
+ *  watches runs on wall-clock timers (back-off, retry rounds), which valgrind does not stretch
+ *  by its CPU factor, so under a wrapper it grows 3×, not itest_scaled()'s 20×. */
+unsigned itest_window(unsigned ms);
 void itest_sleep_ms(unsigned ms);
 
 /* ---- small helpers ------------------------------------------------------------------------ */

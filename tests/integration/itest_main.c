@@ -62,36 +62,41 @@ int main(void)
     if (filter && *filter)
         cmocka_set_test_filter(filter);
 
+    /* in this order; a weak group not linked into this build is NULL. Each group's wall time
+     * goes to the log: it shows where a slow run (valgrind) spends it. */
+    static const struct {
+        const char *name;
+        int (*run)(void);
+    } groups[] = {
+        {"ops", itest_group_ops},
+        {"auth", itest_group_auth},
+        {"sessions", itest_group_sessions},
+        {"http", itest_group_http},
+        {"throttle", itest_group_throttle},
+        {"clientip", itest_group_clientip},
+        {"framing", itest_group_framing},
+        {"hardening", itest_group_hardening},
+        {"devices", itest_group_devices},
+        {"mqtts", itest_group_mqtts},
+        {"billing", itest_group_billing},
+        {"oauth", itest_group_oauth},
+        {"mail", itest_group_mail},
+        {"mail_tls", itest_group_mail_tls},
+        {"broker_link", itest_group_broker_link},
+        {"fleet", itest_group_fleet},
+        {"faults", itest_group_faults}, /* restarts PostgreSQL and the broker */
+        {"outage", itest_group_outage}, /* last: it stops and restarts PostgreSQL */
+    };
     int64_t t0 = itest_now_ms();
     int failed = 0;
-    failed += itest_group_ops();
-    failed += itest_group_auth();
-    failed += itest_group_sessions();
-    failed += itest_group_http();
-    failed += itest_group_throttle();
-    failed += itest_group_clientip();
-    if (itest_group_framing)
-        failed += itest_group_framing();
-    if (itest_group_hardening)
-        failed += itest_group_hardening();
-    if (itest_group_devices)
-        failed += itest_group_devices();
-    failed += itest_group_mqtts();
-    if (itest_group_billing)
-        failed += itest_group_billing();
-    if (itest_group_oauth)
-        failed += itest_group_oauth();
-    if (itest_group_mail)
-        failed += itest_group_mail();
-    if (itest_group_mail_tls)
-        failed += itest_group_mail_tls();
-    if (itest_group_broker_link)
-        failed += itest_group_broker_link();
-    if (itest_group_fleet)
-        failed += itest_group_fleet();
-    if (itest_group_faults)
-        failed += itest_group_faults(); /* restarts PostgreSQL and the broker */
-    failed += itest_group_outage();     /* last: it stops and restarts PostgreSQL */
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        if (!groups[i].run)
+            continue;
+        int64_t g0 = itest_now_ms();
+        failed += groups[i].run();
+        fprintf(stderr, "inklet-itest: group %s took %.1f s\n", groups[i].name,
+                (double)(itest_now_ms() - g0) / 1000.0);
+    }
     failed += itest_fixture_failures;
     fprintf(stderr, "inklet-itest: %d failure(s) in %.1f s\n", failed,
             (double)(itest_now_ms() - t0) / 1000.0);

@@ -304,7 +304,7 @@ static void expect_broker_unavailable_throughout(const struct itest_daemon *d, u
         assert_int_equal(status, 503);
         assert_string_equal(broker, "unavailable");
         assert_string_equal(database, "ok");
-        itest_sleep_ms(itest_scaled(ms) / samples);
+        itest_sleep_ms(itest_window(ms) / samples);
     }
 }
 
@@ -533,7 +533,7 @@ static void test_broker_link_share_group_instances_keep_their_sessions(void **st
     for (int i = 0; i < 2; i++)
         assert_int_equal(wait_broker_check(d[i], "ok", 15000), 200);
     bool always_ready = true;
-    for (int64_t until = itest_now_ms() + itest_scaled(3000); itest_now_ms() < until;) {
+    for (int64_t until = itest_now_ms() + itest_window(3000); itest_now_ms() < until;) {
         for (int i = 0; i < 2; i++) {
             char broker[32], database[32];
             long status = ready(d[i], broker, database);
@@ -726,7 +726,7 @@ static void test_broker_link_sigterm_with_broker_unreachable_exits_0(void **stat
     snprintf(url, sizeof url, "MQTT_URL=mqtt://127.0.0.1:%u", port);
     struct itest_daemon *d = itest_daemon_start((const char *const[]){url, NULL});
     assert_non_null(d);
-    itest_sleep_ms(itest_scaled(1500)); /* a few connection attempts have failed by now */
+    itest_sleep_ms(itest_window(1500)); /* a few connection attempts have failed by now */
     assert_int_equal(wait_broker_check(d, "unavailable", 2000), 503);
     assert_int_equal(kill(d->pid, SIGTERM), 0);
     assert_int_equal(itest_daemon_wait_exit(d, 10000), 0);

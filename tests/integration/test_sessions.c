@@ -85,7 +85,7 @@ static void test_refresh_reuse_within_the_grace_is_rotated_and_revokes_nothing(v
     refresh_expect(u.s.refresh, 200, NULL, &rotated);
     refresh_expect(u.s.refresh, 401, "refresh_token_rotated", NULL);
     refresh_expect(u.s.refresh, 401, "refresh_token_rotated", NULL);
-    itest_sleep_ms(itest_scaled(2500)); /* longer than the liveness cache */
+    itest_sleep_ms(itest_window(2500)); /* longer than the liveness cache */
     assert_int_equal(itest_me_status(D, rotated.access), 200);
     assert_int_equal(itest_me_status(D, other.access), 200);
     refresh_expect(rotated.refresh, 200, NULL, &next);
