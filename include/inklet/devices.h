@@ -11,19 +11,20 @@
 #define INK_TEXT_MAX_CHARS 4000
 #define INK_NICKNAME_MAX_CHARS 64
 
-/* user_id is the authenticated caller everywhere */
-enum ink_status ink_devices_list(const char *user_id, json_t **out);
+/* user_id is the authenticated caller everywhere. The device routes answer with JSON text
+ * (`char **out`, malloc'd), the others with jansson values. */
+enum ink_status ink_devices_list(const char *user_id, char **out);
 /** INK_NOT_FOUND / INK_FORBIDDEN (exists, another owner). */
-enum ink_status ink_device_get(const char *user_id, const char *device_id, json_t **out);
-enum ink_status ink_device_bind_code(const char *user_id, const char *code, json_t **out,
+enum ink_status ink_device_get(const char *user_id, const char *device_id, char **out);
+enum ink_status ink_device_bind_code(const char *user_id, const char *code, char **out,
                                      struct ink_err *err);
-enum ink_status ink_device_bind_nfc(const char *user_id, const char *payload, json_t **out,
+enum ink_status ink_device_bind_nfc(const char *user_id, const char *payload, char **out,
                                     struct ink_err *err);
 /** Unbinds, cancels the device's undelivered commands and tells the display. */
 enum ink_status ink_device_unbind(const char *user_id, const char *device_id);
 /** nickname NULL clears it. */
 enum ink_status ink_device_set_nickname(const char *user_id, const char *device_id,
-                                        const char *nickname, json_t **out, struct ink_err *err);
+                                        const char *nickname, char **out, struct ink_err *err);
 /** Stores a text command (delivered whenever the display is reachable, for COMMAND_TTL) and
  *  publishes it at once when the link is up; the 202 object in *out. */
 enum ink_status ink_device_send_text(const char *user_id, const char *device_id, const char *text,

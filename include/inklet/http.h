@@ -90,6 +90,9 @@ enum ink_status ink_reply_static(struct ink_req *req, unsigned status, const cha
 /** Answers with a non-JSON body; takes ownership of the malloc'd `text`. Returns INK_OK. */
 enum ink_status ink_reply_text(struct ink_req *req, unsigned status, const char *content_type,
                                char *text);
+/** Answers with JSON already written as text (takes ownership of the malloc'd `text`), for
+ *  hot routes that skip building a jansson tree. Returns INK_OK. */
+enum ink_status ink_reply_json_text(struct ink_req *req, unsigned status, char *text);
 /** Answers 302 to `location` (takes ownership of the malloc'd string), with no body and
  *  `Referrer-Policy: no-referrer`, so tokens in it never leak to the next page's requests.
  *  Returns INK_OK. */

@@ -34,8 +34,10 @@ enum {
 
 /* ---- device_row.c ---- */
 
-/** The contract's device object from a DEVICE_COLUMNS row. */
-json_t *ink_device_json(const PGresult *r, int row);
+/** The contract's device object from a DEVICE_COLUMNS row, as malloc'd JSON text. */
+char *ink_device_json(const PGresult *r, int row);
+/** Every row of `r` as a JSON array of device objects (malloc'd text). */
+char *ink_devices_json(const PGresult *r);
 /** Loads a device the caller owns into *res (caller PQclears). INK_NOT_FOUND / INK_FORBIDDEN. */
 enum ink_status ink_device_load_owned(struct ink_db *db, const char *user_id, const char *device_id,
                                       PGresult **res);

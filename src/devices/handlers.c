@@ -45,9 +45,9 @@ static enum ink_status bind_allowed(struct ink_req *req)
 
 enum ink_status ink_h_devices_list(struct ink_req *req)
 {
-    json_t *list;
+    char *list;
     enum ink_status st = ink_devices_list(req->auth.user_id, &list);
-    return st == INK_OK ? ink_reply(req, 200, list) : st;
+    return st == INK_OK ? ink_reply_json_text(req, 200, list) : st;
 }
 
 enum ink_status ink_h_device_get(struct ink_req *req)
@@ -55,26 +55,26 @@ enum ink_status ink_h_device_get(struct ink_req *req)
     const char *id = device_id(req);
     if (!id)
         return bad_id(req);
-    json_t *dev;
+    char *dev;
     struct ink_err err = {0};
     enum ink_status st = ink_device_get(req->auth.user_id, id, &dev);
-    return st == INK_OK ? ink_reply(req, 200, dev) : fail_err(req, st, &err);
+    return st == INK_OK ? ink_reply_json_text(req, 200, dev) : fail_err(req, st, &err);
 }
 
 static enum ink_status bind_code(struct ink_req *req, const char *code)
 {
-    json_t *dev;
+    char *dev;
     struct ink_err err = {0};
     enum ink_status st = ink_device_bind_code(req->auth.user_id, code, &dev, &err);
-    return st == INK_OK ? ink_reply(req, 200, dev) : fail_err(req, st, &err);
+    return st == INK_OK ? ink_reply_json_text(req, 200, dev) : fail_err(req, st, &err);
 }
 
 static enum ink_status bind_nfc(struct ink_req *req, const char *payload)
 {
-    json_t *dev;
+    char *dev;
     struct ink_err err = {0};
     enum ink_status st = ink_device_bind_nfc(req->auth.user_id, payload, &dev, &err);
-    return st == INK_OK ? ink_reply(req, 200, dev) : fail_err(req, st, &err);
+    return st == INK_OK ? ink_reply_json_text(req, 200, dev) : fail_err(req, st, &err);
 }
 
 /* Reads the first present string among `keys`; INK_INVALID on a wrong type. */
@@ -145,10 +145,10 @@ enum ink_status ink_h_device_nickname(struct ink_req *req)
         (!nickname && !is_null))
         return ink_fail(req, INK_INVALID, "invalid_nickname",
                         "A nickname is 1-64 characters, or null to clear it.");
-    json_t *dev;
+    char *dev;
     struct ink_err err = {0};
     enum ink_status st = ink_device_set_nickname(req->auth.user_id, id, nickname, &dev, &err);
-    return st == INK_OK ? ink_reply(req, 200, dev) : fail_err(req, st, &err);
+    return st == INK_OK ? ink_reply_json_text(req, 200, dev) : fail_err(req, st, &err);
 }
 
 enum ink_status ink_h_device_command(struct ink_req *req)

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum ink_status ink_device_get(const char *user_id, const char *device_id, json_t **out)
+enum ink_status ink_device_get(const char *user_id, const char *device_id, char **out)
 {
     PGresult *r;
     enum ink_status st = ink_device_fetch_owned(user_id, device_id, &r);
@@ -27,17 +27,14 @@ static const struct ink_sql SQL_DEVICES_OF = {"devices_of", "SELECT " DEVICE_COL
                                                             " FROM devices d WHERE d.owner_id = $1"
                                                             " ORDER BY d.bound_at DESC, d.id DESC"};
 
-enum ink_status ink_devices_list(const char *user_id, json_t **out)
+enum ink_status ink_devices_list(const char *user_id, char **out)
 {
     PGresult *r;
     enum ink_status st = ink_db_query(&SQL_DEVICES_OF, 1, (const char *[]){user_id}, &r);
     if (st != INK_OK)
         return st;
-    json_t *arr = json_array();
-    for (int i = 0; i < PQntuples(r); i++)
-        json_array_append_new(arr, ink_device_json(r, i));
+    *out = ink_devices_json(r);
     PQclear(r);
-    *out = arr;
     return INK_OK;
 }
 
@@ -52,7 +49,7 @@ static const struct ink_sql SQL_BIND_CODE = {
 static const struct ink_sql SQL_CODE_STATUS = {
     "device_code_status", "SELECT claim_expires_at <= now() FROM devices WHERE claim_code = $1"};
 
-static enum ink_status bound_reply(struct ink_db *db, PGresult *r, json_t **out)
+static enum ink_status bound_reply(struct ink_db *db, PGresult *r, char **out)
 {
     /* tell the display; durable, like every command: it arrives when the display is reachable */
     enum ink_status st =
@@ -69,7 +66,7 @@ static enum ink_status bound_reply(struct ink_db *db, PGresult *r, json_t **out)
  * and *out is the device. On a miss, *miss receives `lookup` (param key) so the caller can say
  * why; the caller PQclears it. */
 static enum ink_status try_bind(const char *user_id, const char *key, const struct ink_sql *bind,
-                                const struct ink_sql *lookup, json_t **out, PGresult **miss)
+                                const struct ink_sql *lookup, char **out, PGresult **miss)
 {
     *miss = NULL;
     struct ink_db *db;
@@ -87,7 +84,7 @@ static enum ink_status try_bind(const char *user_id, const char *key, const stru
     return st;
 }
 
-enum ink_status ink_device_bind_code(const char *user_id, const char *code_in, json_t **out,
+enum ink_status ink_device_bind_code(const char *user_id, const char *code_in, char **out,
                                      struct ink_err *err)
 {
     char code[INK_CLAIM_CODE_LEN + 1];
@@ -124,7 +121,7 @@ static const struct ink_sql SQL_BIND_HW = {
 static const struct ink_sql SQL_DEVICE_BY_HW = {
     "device_by_hw", "SELECT " DEVICE_COLUMNS " FROM devices d WHERE d.hw_id = $1"};
 
-enum ink_status ink_device_bind_nfc(const char *user_id, const char *payload, json_t **out,
+enum ink_status ink_device_bind_nfc(const char *user_id, const char *payload, char **out,
                                     struct ink_err *err)
 {
     char hw[INK_UUID_STRLEN + 1], sig[INK_NFC_SIG_LEN + 1];
@@ -217,7 +214,7 @@ static const struct ink_sql SQL_NICKNAME = {
     "UPDATE devices d SET nickname = $3 WHERE id = $1 AND owner_id = $2 RETURNING " DEVICE_COLUMNS};
 
 enum ink_status ink_device_set_nickname(const char *user_id, const char *device_id,
-                                        const char *nickname, json_t **out, struct ink_err *err)
+                                        const char *nickname, char **out, struct ink_err *err)
 {
     if (nickname) {
         size_t n = ink_utf8_chars(nickname);

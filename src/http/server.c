@@ -43,6 +43,7 @@
 enum ctx_state { ST_READING, ST_TOO_LARGE, ST_WORKING, ST_WORK_DONE, ST_RESPONDED };
 
 #define MAX_QUERY_ARGS 8
+#define JSON_TYPE "application/json; charset=utf-8"
 /* the hashing lane's queue; the request lane holds one job per connection at most */
 #define HASH_QUEUE_CAPACITY 256
 /* hashing workers yield the CPU to the HTTP threads and the request lane under load */
@@ -96,6 +97,11 @@ enum ink_status ink_reply_text(struct ink_req *req, unsigned status, const char 
     req->resp_text = text;
     req->resp_type = content_type;
     return INK_OK;
+}
+
+enum ink_status ink_reply_json_text(struct ink_req *req, unsigned status, char *text)
+{
+    return ink_reply_text(req, status, JSON_TYPE, text);
 }
 
 enum ink_status ink_reply_static(struct ink_req *req, unsigned status, const char *content_type,
@@ -230,7 +236,7 @@ static enum MHD_Result finish(struct conn_ctx *ctx, enum ink_status st)
             req->retry_after = 2;
     }
     size_t len = 0;
-    const char *type = "application/json; charset=utf-8";
+    const char *type = JSON_TYPE;
     char *text = body ? ink_json_dump(body, &len) : NULL;
     json_decref(body);
     if (!text && st == INK_OK && req->resp_text) {
