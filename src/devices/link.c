@@ -30,10 +30,15 @@ static const struct ink_sql SQL_HEARTBEAT = {
     " RETURNING id, owner_id IS NOT NULL,"
     "  claim_code IS NOT NULL AND claim_expires_at > now(), claim_code,"
     "  extract(epoch FROM claim_expires_at)::bigint,"
-    /* something waits for this display: saves the redelivery statement when nothing does */
-    "  EXISTS (SELECT 1 FROM device_commands c WHERE c.device_id = devices.id"
+    /* something waits for this display: saves the redelivery statement when nothing does.
+     * Not EXISTS: where a few displays hold thousands of commands, the planner's estimate of
+     * rows per device makes EXISTS a sequential scan of device_commands (it expects a match
+     * early), 10 ms per heartbeat at 60k commands, which starved ingest. The first row in the
+     * undelivered index's order is one index probe; a sequential plan would have to sort. */
+    "  (SELECT true FROM device_commands c WHERE c.device_id = devices.id"
     "   AND c.status IN ('queued', 'sent') AND c.expires_at > now()"
-    "   AND (c.last_published_at IS NULL OR c.last_published_at <= now() - interval '5 seconds'))"};
+    "   AND (c.last_published_at IS NULL OR c.last_published_at <= now() - interval '5 seconds')"
+    "   ORDER BY c.created_at, c.id LIMIT 1) IS NOT NULL"};
 
 static const struct ink_sql SQL_ISSUE_CODE = {
     "device_issue_code",
