@@ -48,29 +48,66 @@ size_t ink_utf8_char_len(const unsigned char *s, size_t n)
     return len;
 }
 
-size_t ink_utf8_sanitize(const char *in, char *out, size_t cap)
+uint32_t ink_utf8_decode(const unsigned char *s, size_t len)
 {
-    static const char REPLACEMENT[] = "\xef\xbf\xbd";
-    size_t o = 0;
-    if (cap == 0)
+    if (len == 1)
+        return s[0];
+    uint32_t cp = s[0] & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++)
+        cp = (cp << 6) | (s[i] & 0x3f);
+    return cp;
+}
+
+/* What a person reading the text must not get: C0 and C1 controls, DEL, the bidi controls (an
+ * override can make "gpj.exe" read as "exe.jpg") and the line and paragraph separators. */
+static bool unshowable(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c || cp == 0x200e ||
+           cp == 0x200f || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
+size_t ink_utf8_clean(const char *in, char *out, size_t cap, enum ink_utf8_mode mode)
+{
+    static const char REPLACEMENT[] = "\xef\xbf\xbd", ELLIPSIS[] = "\xe2\x80\xa6";
+    const size_t mark = mode == INK_UTF8_DISPLAY ? sizeof ELLIPSIS - 1 : 0;
+    if (cap <= mark) {
+        if (cap)
+            out[0] = '\0';
         return 0;
+    }
+    const size_t max_text = cap - 1 - mark; /* a cut value still has room for its mark */
     const unsigned char *s = (const unsigned char *)(in ? in : "");
-    size_t n = strlen((const char *)s);
+    size_t n = strlen((const char *)s), o = 0;
     for (size_t i = 0; i < n;) {
         size_t len = ink_utf8_char_len(s + i, n - i);
         const char *piece = (const char *)s + i;
         size_t plen = len;
-        if (len == 0 || (len == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
+        if (len == 0) {
             piece = REPLACEMENT;
             plen = 3;
             len = 1;
+        } else if (mode == INK_UTF8_DISPLAY && unshowable(ink_utf8_decode(s + i, len))) {
+            i += len;
+            continue;
+        } else if (mode == INK_UTF8_STORE && len == 1 && (s[i] < 0x20 || s[i] == 0x7f)) {
+            piece = REPLACEMENT;
+            plen = 3;
         }
-        if (o + plen > cap - 1)
+        if (o + plen > max_text) {
+            memcpy(out + o, ELLIPSIS, mark);
+            o += mark;
             break;
+        }
         memcpy(out + o, piece, plen);
         o += plen;
         i += len;
     }
     out[o] = '\0';
     return o;
+}
+
+size_t ink_utf8_sanitize(const char *in, char *out, size_t cap)
+{
+    return ink_utf8_clean(in, out, cap, INK_UTF8_STORE);
 }

@@ -119,16 +119,6 @@ static void put_str(struct out *o, const char *s)
 }
 
 /* The code point of the well-formed UTF-8 character s[0..len). */
-static uint32_t decode_utf8(const unsigned char *s, size_t len)
-{
-    if (len == 1)
-        return s[0];
-    uint32_t cp = s[0] & (0xff >> (len + 1));
-    for (size_t i = 1; i < len; i++)
-        cp = (cp << 6) | (s[i] & 0x3f);
-    return cp;
-}
-
 /* ---- header writing: words joined by spaces, folded before a word that would pass 78 ---- */
 
 struct hdr {
@@ -329,7 +319,7 @@ static bool text_ok(const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         size_t len = ink_utf8_char_len((const unsigned char *)s + i, n - i);
-        uint32_t cp = len ? decode_utf8((const unsigned char *)s + i, len) : 0;
+        uint32_t cp = len ? ink_utf8_decode((const unsigned char *)s + i, len) : 0;
         if (len == 0 || (cp < 0x20 && cp != '\n') || (cp >= 0x7f && cp <= 0x9f))
             return false;
         i += len;
@@ -383,45 +373,12 @@ static bool tpl_parse(const char *src, size_t n, unsigned allowed, struct tpl *t
 
 /* ---- variables ---- */
 
-/* Characters dropped from variables: controls, and the invisible ones that reorder or break
- * lines (a username must not flip the direction of the sentence around it). */
-static bool dropped(uint32_t cp)
-{
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c || cp == 0x200e ||
-           cp == 0x200f || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
-           (cp >= 0x2066 && cp <= 0x2069);
-}
-
-/* Cleans hostile text into out[VAR_BUF]: invalid UTF-8 -> U+FFFD, dropped() characters removed,
- * cut at a character boundary within INK_MAIL_VAR_MAX bytes with "…" appended. */
+/* Cleans hostile text into out[VAR_BUF] for a reader (INK_UTF8_DISPLAY): controls and the
+ * invisible characters that reorder or break lines are dropped (a username must not flip the
+ * direction of the sentence around it); cut within INK_MAIL_VAR_MAX bytes, then "…". */
 static size_t clean_var(const char *in, char *out)
 {
-    static const char REPLACEMENT[] = "\xef\xbf\xbd", ELLIPSIS[] = "\xe2\x80\xa6";
-    const unsigned char *s = (const unsigned char *)(in ? in : "");
-    size_t n = strlen((const char *)s), o = 0;
-    for (size_t i = 0; i < n;) {
-        size_t len = ink_utf8_char_len(s + i, n - i);
-        const char *piece = (const char *)s + i;
-        size_t plen = len;
-        if (len == 0) {
-            piece = REPLACEMENT;
-            plen = 3;
-            len = 1;
-        } else if (dropped(decode_utf8(s + i, len))) {
-            i += len;
-            continue;
-        }
-        if (o + plen > INK_MAIL_VAR_MAX) {
-            memcpy(out + o, ELLIPSIS, 3);
-            o += 3;
-            break;
-        }
-        memcpy(out + o, piece, plen);
-        o += plen;
-        i += len;
-    }
-    out[o] = '\0';
-    return o;
+    return ink_utf8_clean(in, out, VAR_BUF, INK_UTF8_DISPLAY);
 }
 
 static bool link_ok(const char *l)

@@ -90,6 +90,30 @@ static void sanitize_replaces_invalid_bytes_and_controls(void **state)
     assert_string_equal(small, "ab");
 }
 
+/* For a reader: controls, bidi controls and line separators vanish, bad bytes become U+FFFD,
+ * and a cut value ends in "…" inside the same buffer. */
+static void display_mode_drops_the_invisible_and_marks_a_cut(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(ink_utf8_clean("ev\xe2\x80\xaeil\r\nBcc: x\xc2\x85\xe2\x80\xa8\xff", out,
+                                    sizeof out, INK_UTF8_DISPLAY),
+                     strlen("evilBcc: x\xef\xbf\xbd"));
+    assert_string_equal(out, "evilBcc: x\xef\xbf\xbd");
+    /* 10 bytes of room: 6 of text and the 3-byte mark; "é" is never split */
+    char small[10];
+    ink_utf8_clean("abcde\xc3\xa9xyz", small, sizeof small, INK_UTF8_DISPLAY);
+    assert_string_equal(small, "abcde\xe2\x80\xa6");
+    ink_utf8_clean("abcdef", small, sizeof small, INK_UTF8_DISPLAY); /* fits: no mark */
+    assert_string_equal(small, "abcdef");
+    char tiny[3];
+    assert_int_equal(ink_utf8_clean("abc", tiny, sizeof tiny, INK_UTF8_DISPLAY), 0);
+    assert_string_equal(tiny, "");
+    /* the storage mode replaces controls instead and cuts silently */
+    ink_utf8_clean("a\rb", out, sizeof out, INK_UTF8_STORE);
+    assert_string_equal(out, "a\xef\xbf\xbd" "b");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -97,6 +121,7 @@ int main(void)
         cmocka_unit_test(utf8_rejects_ill_formed_sequences),
         cmocka_unit_test(sanitize_cuts_at_a_character_boundary),
         cmocka_unit_test(sanitize_replaces_invalid_bytes_and_controls),
+        cmocka_unit_test(display_mode_drops_the_invisible_and_marks_a_cut),
     };
     return cmocka_run_group_tests_name("text", tests, NULL, NULL);
 }
