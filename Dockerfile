@@ -30,7 +30,7 @@ FROM debian:12-slim AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libmicrohttpd12 libjansson4 libjwt0 libpq5 libcurl4 libssl3 libargon2-1 libmosquitto1 \
+      libmicrohttpd12 libjansson4 libpq5 libcurl4 libssl3 libargon2-1 libmosquitto1 \
       ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system inklet \
