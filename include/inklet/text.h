@@ -28,8 +28,9 @@ enum ink_utf8_mode {
  *  the NUL fit in `cap` bytes. Returns the length written. */
 size_t ink_utf8_clean(const char *in, char *out, size_t cap, enum ink_utf8_mode mode);
 
-/** ink_utf8_clean(in, out, cap, INK_UTF8_STORE): copies `in` to `out` as clean UTF-8 for storage: each byte that does not start a well-formed
- *  character, and each C0 control character or DEL, becomes U+FFFD; the result is cut at a
+/** ink_utf8_clean(in, out, cap, INK_UTF8_STORE): copies `in` to `out` as clean UTF-8 for
+ *  storage: each byte that does not start a well-formed character, and each C0 control
+ *  character or DEL, becomes U+FFFD; the result is cut at a
  *  character boundary so that it fits in `cap` bytes with its NUL (at most cap - 1 bytes of
  *  text). `in` may be NULL (gives ""). Returns the length written. */
 size_t ink_utf8_sanitize(const char *in, char *out, size_t cap);

@@ -130,8 +130,8 @@ static bool hmac_sha256(const unsigned char *key, size_t key_len, const char *da
 char *ink_token_issue(const unsigned char *secret, size_t secret_len, const char *user_id,
                       const char *session_id, long long now, unsigned ttl)
 {
-    if (!secret || secret_len == 0 || !user_id || !session_id || !ink_uuid_valid(user_id) ||
-        !ink_uuid_valid(session_id))
+    if (!secret || secret_len == 0 || secret_len > INT_MAX || !user_id || !session_id ||
+        !ink_uuid_valid(user_id) || !ink_uuid_valid(session_id))
         return NULL;
     char claims[256];
     int n = snprintf(claims, sizeof claims,

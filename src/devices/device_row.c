@@ -34,17 +34,17 @@ static size_t device_bound(const PGresult *r, int row)
     return n;
 }
 
-/* "key":"escaped value" or "key":null; `first` members have no leading comma */
-static void put_key(struct ink_sb *sb, const char *key, bool first)
+/* "key": with the comma before it unless it opens the object */
+static void put_key(struct ink_sb *sb, const char *key)
 {
-    ink_sb_puts(sb, first ? "\"" : ",\"");
+    ink_sb_puts(sb, sb->buf[sb->len - 1] == '{' ? "\"" : ",\"");
     ink_sb_puts(sb, key);
     ink_sb_puts(sb, "\":");
 }
 
 static void put_str(struct ink_sb *sb, const char *key, const PGresult *r, int row, int col)
 {
-    put_key(sb, key, col == C_ID);
+    put_key(sb, key);
     const char *v = ink_db_str(r, row, col);
     if (!v) {
         ink_sb_puts(sb, "null");
@@ -57,7 +57,7 @@ static void put_str(struct ink_sb *sb, const char *key, const PGresult *r, int r
 
 static void put_time(struct ink_sb *sb, const char *key, const PGresult *r, int row, int col)
 {
-    put_key(sb, key, false);
+    put_key(sb, key);
     long long epoch = ink_db_ll(r, row, col);
     if (epoch <= 0) {
         ink_sb_puts(sb, "null");
@@ -75,12 +75,12 @@ static void device_write(struct ink_sb *sb, const PGresult *r, int row)
     put_str(sb, "hwId", r, row, C_HW);
     put_str(sb, "thingName", r, row, C_THING);
     put_str(sb, "firmware", r, row, C_FW);
-    put_key(sb, "battery", false);
+    put_key(sb, "battery");
     if (PQgetisnull(r, row, C_BATT))
         ink_sb_puts(sb, "null");
     else
         ink_sb_printf(sb, "%lld", ink_db_ll(r, row, C_BATT));
-    put_key(sb, "online", false);
+    put_key(sb, "online");
     ink_sb_puts(sb, PQgetvalue(r, row, C_ONLINE)[0] == 't' ? "true" : "false");
     put_time(sb, "lastSeenAt", r, row, C_SEEN);
     put_str(sb, "ownerId", r, row, C_OWNER);
