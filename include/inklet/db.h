@@ -54,6 +54,25 @@ enum ink_status ink_db_simple(struct ink_db *db, const char *sql);
 enum ink_status ink_db_query(const struct ink_sql *sql, int nparams, const char *const *params,
                              PGresult **res);
 
+/** The most statements ink_db_batch takes at once. */
+#define INK_DB_BATCH_MAX 16
+
+/** One statement of a batch: in `sql`, `nparams`, `params`; out `st` and, on INK_OK, `res`
+ *  (the caller PQclears it). */
+struct ink_db_item {
+    const struct ink_sql *sql;
+    int nparams;
+    const char *const *params;
+    enum ink_status st;
+    PGresult *res;
+};
+
+/** Runs up to INK_DB_BATCH_MAX independent read-only statements on one pooled connection in one
+ *  round trip (libpq pipeline mode, one Sync: one implicit transaction, each statement with its
+ *  own snapshot under READ COMMITTED). Each item ends as ink_db_query would have left it: a
+ *  statement the server skipped because an earlier one failed is run again on its own. */
+void ink_db_batch(struct ink_db_item *items, unsigned n);
+
 /** Runs a parameterless statement (a periodic DELETE) and gives the rows it affected. */
 enum ink_status ink_db_affected(const struct ink_sql *sql, long long *count);
 
@@ -72,6 +91,7 @@ bool ink_db_ready(void);
 struct ink_db_stats {
     unsigned in_use, waiting, size;
     unsigned long long timeouts; /* waits that hit their deadline, statement timeouts included */
+    unsigned long long batches, batched; /* ink_db_batch round trips, and their statements */
 };
 /** For /metrics. */
 void ink_db_pool_stats(struct ink_db_stats *out);

@@ -14,6 +14,10 @@
 /* user_id is the authenticated caller everywhere. The device routes answer with JSON text
  * (`char **out`, malloc'd), the others with jansson values. */
 enum ink_status ink_devices_list(const char *user_id, char **out);
+/** The same in two halves, for GET /api/devices as a read (inklet/reads.h): the statement ($1 the
+ *  user id) and the list from its result (malloc'd JSON text). */
+extern const struct ink_sql ink_devices_of_sql;
+char *ink_devices_json(const PGresult *r);
 /** INK_NOT_FOUND / INK_FORBIDDEN (exists, another owner). */
 enum ink_status ink_device_get(const char *user_id, const char *device_id, char **out);
 enum ink_status ink_device_bind_code(const char *user_id, const char *code, char **out,

@@ -272,7 +272,7 @@ out:
 
 /* ---- profile ------------------------------------------------------------------------------ */
 
-static const struct ink_sql SQL_ME = {
+const struct ink_sql ink_account_me_sql = {
     "account_me", "SELECT " USER_COLUMNS ", password_hash IS NOT NULL,"
                   " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"
                   "  WHERE user_id = users.id),"
@@ -283,13 +283,18 @@ static const struct ink_sql SQL_ME = {
 enum ink_status ink_account_me(const char *user_id, json_t **out)
 {
     PGresult *r;
-    enum ink_status st = ink_db_query(&SQL_ME, 1, (const char *[]){user_id}, &r);
+    enum ink_status st = ink_db_query(&ink_account_me_sql, 1, (const char *[]){user_id}, &r);
     if (st != INK_OK)
         return st;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
+    st = ink_account_me_from(r, out);
+    PQclear(r);
+    return st;
+}
+
+enum ink_status ink_account_me_from(const PGresult *r, json_t **out)
+{
+    if (PQntuples(r) != 1)
         return INK_UNAUTHORIZED;
-    }
     json_t *me = ink_user_json(r, 0);
     json_t *providers = json_array();
     const char *list = ink_db_str(r, 0, 6);
@@ -307,7 +312,6 @@ enum ink_status ink_account_me(const char *user_id, json_t **out)
                         ink_plan_me_subscription(status, ink_db_str(r, 0, 8),
                                                  ink_db_str(r, 0, 9) ? ink_db_ll(r, 0, 9) : 0,
                                                  status && PQgetvalue(r, 0, 10)[0] == 't'));
-    PQclear(r);
     *out = me;
     return INK_OK;
 }

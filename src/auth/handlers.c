@@ -2,6 +2,7 @@
 #include "inklet/accounts.h"
 #include "inklet/handlers.h"
 #include "inklet/json.h"
+#include "inklet/reads.h"
 
 #include <string.h>
 
@@ -84,11 +85,18 @@ enum ink_status ink_h_logout(struct ink_req *req)
     return ink_reply_message(req, 200, "logged out");
 }
 
-enum ink_status ink_h_me(struct ink_req *req)
+static enum ink_status me_reply(struct ink_req *req, const PGresult *r)
 {
     json_t *me;
-    enum ink_status st = ink_account_me(req->auth.user_id, &me);
+    enum ink_status st = ink_account_me_from(r, &me);
     return st == INK_OK ? ink_reply(req, 200, me) : st;
+}
+
+const struct ink_read ink_read_me = {&ink_account_me_sql, me_reply};
+
+enum ink_status ink_h_me(struct ink_req *req)
+{
+    return ink_read_run(&ink_read_me, req);
 }
 
 enum ink_status ink_h_me_update(struct ink_req *req)

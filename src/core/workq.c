@@ -80,6 +80,19 @@ bool ink_workq_submit(struct ink_workq *q, void (*fn)(void *), void *arg)
     return true;
 }
 
+unsigned ink_workq_take(struct ink_workq *q, void (*fn)(void *), void **args, unsigned max)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&q->lock);
+    while (n < max && q->count && q->ring[q->head].fn == fn) {
+        args[n++] = q->ring[q->head].arg;
+        q->head = (q->head + 1) % q->cap;
+        q->count--;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
 unsigned ink_workq_pending(struct ink_workq *q)
 {
     pthread_mutex_lock(&q->lock);

@@ -51,6 +51,7 @@ static struct {
     unsigned timeout_ms;
     char *conninfo;
     atomic_ullong timeouts;
+    atomic_ullong batches, batched; /* pipelines sent, and the statements in them */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .timeout_ms = 3000};
 
 static struct {
@@ -430,16 +431,12 @@ static bool deadline_passed(struct ink_db *db, const char *what)
     return true;
 }
 
-/* Runs a statement already sent; classifies the outcome. */
-static enum ink_status finish_statement(struct ink_db *db, const char *what, PGresult **res)
+/* Classifies a statement's collected result; hands it to `res` (or clears it) on success. */
+static enum ink_status take_result(struct ink_db *db, PGresult *r, const char *what, PGresult **res)
 {
-    PGresult *r;
-    enum ink_status st = await_result(db, what, &r);
-    if (st != INK_OK)
-        return st;
     ExecStatusType es = PQresultStatus(r);
     if (!r || (es != PGRES_COMMAND_OK && es != PGRES_TUPLES_OK)) {
-        st = classify(db, r, what);
+        enum ink_status st = classify(db, r, what);
         PQclear(r);
         return st;
     }
@@ -448,6 +445,16 @@ static enum ink_status finish_statement(struct ink_db *db, const char *what, PGr
     else
         PQclear(r);
     return INK_OK;
+}
+
+/* Runs a statement already sent; classifies the outcome. */
+static enum ink_status finish_statement(struct ink_db *db, const char *what, PGresult **res)
+{
+    PGresult *r;
+    enum ink_status st = await_result(db, what, &r);
+    if (st != INK_OK)
+        return st;
+    return take_result(db, r, what, res);
 }
 
 static enum ink_status run_simple(struct ink_db *db, const char *sql, const char *what)
@@ -459,6 +466,18 @@ static enum ink_status run_simple(struct ink_db *db, const char *sql, const char
     return finish_statement(db, what, NULL);
 }
 
+static enum ink_status ensure_prepared(struct ink_db *db, const struct ink_sql *sql)
+{
+    if (is_prepared(db, sql))
+        return INK_OK;
+    if (!PQsendPrepare(db->conn, sql->name, sql->text, 0, NULL))
+        return lost(db, sql->name);
+    enum ink_status st = finish_statement(db, sql->name, NULL);
+    if (st == INK_OK && db->nprepared < MAX_PREPARED)
+        db->prepared[db->nprepared++] = sql;
+    return st;
+}
+
 enum ink_status ink_db_exec(struct ink_db *db, const struct ink_sql *sql, int nparams,
                             const char *const *params, PGresult **res)
 {
@@ -466,15 +485,9 @@ enum ink_status ink_db_exec(struct ink_db *db, const struct ink_sql *sql, int np
         *res = NULL;
     if (deadline_passed(db, sql->name))
         return INK_UNAVAILABLE;
-    if (!is_prepared(db, sql)) {
-        if (!PQsendPrepare(db->conn, sql->name, sql->text, 0, NULL))
-            return lost(db, sql->name);
-        enum ink_status st = finish_statement(db, sql->name, NULL);
-        if (st != INK_OK)
-            return st;
-        if (db->nprepared < MAX_PREPARED)
-            db->prepared[db->nprepared++] = sql;
-    }
+    enum ink_status st = ensure_prepared(db, sql);
+    if (st != INK_OK)
+        return st;
     if (!PQsendQueryPrepared(db->conn, sql->name, nparams, params, NULL, NULL, 0))
         return lost(db, sql->name);
     return finish_statement(db, sql->name, res);
@@ -500,6 +513,84 @@ enum ink_status ink_db_query(const struct ink_sql *sql, int nparams, const char 
     st = ink_db_exec(db, sql, nparams, params, res);
     ink_db_release(db);
     return st;
+}
+
+/* ---- batches -------------------------------------------------------------------------------- */
+
+/* Sends every item, then one Sync, and collects the results in order. Items it could not settle
+ * keep st INK_UNAVAILABLE; `skipped` marks those the server aborted after an earlier failure
+ * (PGRES_PIPELINE_ABORTED: nothing ran, they may be run again). INK_OK when the connection is
+ * back out of pipeline mode and usable. */
+static enum ink_status run_pipeline(struct ink_db *db, struct ink_db_item *items, unsigned n,
+                                    bool *skipped)
+{
+    PGconn *c = db->conn;
+    if (!PQenterPipelineMode(c))
+        return lost(db, "batch");
+    for (unsigned i = 0; i < n; i++)
+        if (!PQsendQueryPrepared(c, items[i].sql->name, items[i].nparams, items[i].params, NULL,
+                                 NULL, 0))
+            return lost(db, items[i].sql->name);
+    if (!PQpipelineSync(c))
+        return lost(db, "batch");
+    for (unsigned i = 0; i < n; i++) {
+        PGresult *r;
+        enum ink_status st = await_result(db, items[i].sql->name, &r);
+        if (st != INK_OK)
+            return st;
+        if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+            skipped[i] = true;
+            PQclear(r);
+            continue;
+        }
+        items[i].st = take_result(db, r, items[i].sql->name, &items[i].res);
+        if (db->broken)
+            return INK_UNAVAILABLE;
+    }
+    PGresult *sync;
+    enum ink_status st = await_result(db, "batch", &sync);
+    if (st != INK_OK)
+        return st;
+    bool synced = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+    PQclear(sync);
+    if (!synced || !PQexitPipelineMode(c))
+        return lost(db, "batch");
+    return INK_OK;
+}
+
+void ink_db_batch(struct ink_db_item *items, unsigned n)
+{
+    bool skipped[INK_DB_BATCH_MAX] = {false};
+    if (n > INK_DB_BATCH_MAX)
+        n = INK_DB_BATCH_MAX;
+    struct ink_db *db;
+    enum ink_status st = ink_db_acquire(&db);
+    for (unsigned i = 0; i < n; i++) {
+        items[i].st = st == INK_OK ? INK_UNAVAILABLE : st;
+        items[i].res = NULL;
+    }
+    if (st != INK_OK)
+        return;
+    /* statements new to this connection are prepared first, each on its own */
+    for (unsigned i = 0; i < n && st == INK_OK; i++)
+        st = ensure_prepared(db, items[i].sql);
+    if (st == INK_OK && deadline_passed(db, "batch"))
+        st = INK_UNAVAILABLE;
+    if (st != INK_OK) {
+        for (unsigned i = 0; i < n; i++)
+            items[i].st = st;
+        ink_db_release(db);
+        return;
+    }
+    atomic_fetch_add(&pool.batches, 1);
+    atomic_fetch_add(&pool.batched, n);
+    /* when the connection fails midway, what was not settled stays INK_UNAVAILABLE */
+    if (run_pipeline(db, items, n, skipped) == INK_OK)
+        for (unsigned i = 0; i < n; i++)
+            if (skipped[i])
+                items[i].st =
+                    ink_db_exec(db, items[i].sql, items[i].nparams, items[i].params, &items[i].res);
+    ink_db_release(db);
 }
 
 /* ---- readiness ------------------------------------------------------------------------------ */
@@ -578,6 +669,8 @@ void ink_db_pool_stats(struct ink_db_stats *out)
     out->size = pool.size;
     pthread_mutex_unlock(&pool.lock);
     out->timeouts = atomic_load(&pool.timeouts);
+    out->batches = atomic_load(&pool.batches);
+    out->batched = atomic_load(&pool.batched);
 }
 
 long long ink_db_ll(const PGresult *r, int row, int col)

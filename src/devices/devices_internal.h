@@ -4,6 +4,7 @@
 #define INKLET_DEVICES_INTERNAL_H
 #include "inklet/db.h"
 #include "inklet/device_link.h"
+#include "inklet/devices.h"
 #include "inklet/status.h"
 
 #include <jansson.h>
@@ -36,8 +37,7 @@ enum {
 
 /** The contract's device object from a DEVICE_COLUMNS row, as malloc'd JSON text. */
 char *ink_device_json(const PGresult *r, int row);
-/** Every row of `r` as a JSON array of device objects (malloc'd text). */
-char *ink_devices_json(const PGresult *r);
+/* ink_devices_json (every row as a JSON array of device objects) is in inklet/devices.h */
 /** Loads a device the caller owns into *res (caller PQclears). INK_NOT_FOUND / INK_FORBIDDEN. */
 enum ink_status ink_device_load_owned(struct ink_db *db, const char *user_id, const char *device_id,
                                       PGresult **res);

@@ -23,14 +23,14 @@ enum ink_status ink_device_get(const char *user_id, const char *device_id, char 
     return st;
 }
 
-static const struct ink_sql SQL_DEVICES_OF = {"devices_of", "SELECT " DEVICE_COLUMNS
-                                                            " FROM devices d WHERE d.owner_id = $1"
-                                                            " ORDER BY d.bound_at DESC, d.id DESC"};
+const struct ink_sql ink_devices_of_sql = {"devices_of", "SELECT " DEVICE_COLUMNS
+                                                         " FROM devices d WHERE d.owner_id = $1"
+                                                         " ORDER BY d.bound_at DESC, d.id DESC"};
 
 enum ink_status ink_devices_list(const char *user_id, char **out)
 {
     PGresult *r;
-    enum ink_status st = ink_db_query(&SQL_DEVICES_OF, 1, (const char *[]){user_id}, &r);
+    enum ink_status st = ink_db_query(&ink_devices_of_sql, 1, (const char *[]){user_id}, &r);
     if (st != INK_OK)
         return st;
     *out = ink_devices_json(r);

@@ -25,6 +25,7 @@
 #include "inklet/log.h"
 #include "inklet/metrics.h"
 #include "inklet/ratelimit.h"
+#include "inklet/reads.h"
 #include "inklet/timeutil.h"
 #include "inklet/workq.h"
 
@@ -33,6 +34,7 @@
 #include <microhttpd.h>
 #include <poll.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,19 +319,68 @@ static enum ink_status authenticate(struct ink_req *req)
     return st;
 }
 
+static int64_t work_deadline(const struct conn_ctx *ctx)
+{
+    return ctx->ready_ms + (int64_t)ink_app.cfg.db_timeout * 1000;
+}
+
+/* Hands the outcome back to the connection's HTTP thread, which answers (finish). */
+static void work_done(struct conn_ctx *ctx, enum ink_status st)
+{
+    ctx->result = st;
+    ctx->state = ST_WORK_DONE;
+    MHD_resume_connection(ctx->conn);
+}
+
 /* A worker lane's job: everything that may wait on the database, under the request deadline. */
 static void run_on_worker(void *arg)
 {
     struct conn_ctx *ctx = arg;
     struct ink_req *req = &ctx->req;
-    ink_deadline_set(ctx->ready_ms + (int64_t)ink_app.cfg.db_timeout * 1000);
+    ink_deadline_set(work_deadline(ctx));
     enum ink_status st = authenticate(req);
     if (st == INK_OK)
         st = req->route->handler(req);
     ink_deadline_set(0);
-    ctx->result = st;
-    ctx->state = ST_WORK_DONE;
-    MHD_resume_connection(ctx->conn);
+    work_done(ctx, st);
+}
+
+/* A read's job (inklet/reads.h): this request and the reads queued right behind it, their
+ * statements in one round trip under the earliest of their deadlines. Alone, it is any job. */
+static void run_reads_on_worker(void *arg)
+{
+    void *jobs[INK_DB_BATCH_MAX] = {arg};
+    unsigned n =
+        1 + ink_workq_take(lane_requests, run_reads_on_worker, jobs + 1, INK_DB_BATCH_MAX - 1);
+    if (n == 1) {
+        run_on_worker(arg);
+        return;
+    }
+    struct conn_ctx *ready[INK_DB_BATCH_MAX];
+    struct ink_req *reqs[INK_DB_BATCH_MAX];
+    enum ink_status out[INK_DB_BATCH_MAX];
+    unsigned nready = 0;
+    int64_t deadline = INT64_MAX;
+    for (unsigned i = 0; i < n; i++) {
+        struct conn_ctx *ctx = jobs[i];
+        ink_deadline_set(work_deadline(ctx));
+        enum ink_status st = authenticate(&ctx->req);
+        if (st != INK_OK) {
+            work_done(ctx, st);
+            continue;
+        }
+        if (work_deadline(ctx) < deadline)
+            deadline = work_deadline(ctx);
+        ready[nready] = ctx;
+        reqs[nready++] = &ctx->req;
+    }
+    if (nready) {
+        ink_deadline_set(deadline);
+        ink_reads_run(reqs, out, nready);
+    }
+    ink_deadline_set(0);
+    for (unsigned i = 0; i < nready; i++)
+        work_done(ready[i], out[i]);
 }
 
 static bool is_json_content_type(const char *ct)
@@ -390,10 +441,12 @@ static enum MHD_Result dispatch(struct conn_ctx *ctx)
     struct ink_workq *lane = req->route->flags & INK_ROUTE_SLOW       ? lane_hashing
                              : req->route->flags & INK_ROUTE_UPSTREAM ? lane_upstream
                                                                       : lane_requests;
+    void (*job)(void *) =
+        lane == lane_requests && req->route->read ? run_reads_on_worker : run_on_worker;
     ctx->ready_ms = ink_now_mono_ms();
     ctx->state = ST_WORKING;
     MHD_suspend_connection(ctx->conn);
-    if (!ink_workq_submit(lane, run_on_worker, ctx)) {
+    if (!ink_workq_submit(lane, job, ctx)) {
         ctx->state = ST_WORK_DONE;
         req->retry_after = 1;
         ctx->result =

@@ -1,6 +1,7 @@
 /* Contract §0: body limits, strict JSON, content types, CORS, request ids, routing errors and
  * connection reuse. */
 #include "harness.h"
+#include <pthread.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -666,6 +667,102 @@ static void test_connections_per_address_are_capped(void **state)
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
+/* ---- reads share round trips (inklet/reads.h) ----------------------------------------------- */
+
+#define READERS 24
+#define READS_EACH 30
+
+struct reader {
+    const struct itest_user *u;
+    pthread_barrier_t *go;
+    char url_me[128], url_devices[128];
+    unsigned me_ok, me_failed, devices_ok, wrong; /* what the thread saw; checked by the test */
+};
+
+/* No cmocka assertions in a thread: it records, the main thread checks. */
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    char bearer[1100];
+    snprintf(bearer, sizeof bearer, "Authorization: Bearer %s", r->u->s.access);
+    const char *headers[] = {bearer, "User-Agent: " ITEST_USER_AGENT, NULL};
+    CURL *h = curl_easy_init();
+    pthread_barrier_wait(r->go);
+    for (unsigned i = 0; i < READS_EACH; i++) {
+        bool me = i % 3 != 2;
+        struct itest_resp resp;
+        itest_request(h, "GET", me ? r->url_me : r->url_devices, headers, NULL, 0, &resp);
+        const char *id = json_string_value(json_object_get(resp.json, "id"));
+        if (me && resp.status == 200 && id && strcmp(id, r->u->id) == 0)
+            r->me_ok++;
+        else if (me && resp.status == 500)
+            r->me_failed++;
+        else if (!me && resp.status == 200 && json_is_array(resp.json) &&
+                 json_array_size(resp.json) == 0)
+            r->devices_ok++;
+        else
+            r->wrong++;
+        itest_resp_free(&resp);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+/* Many users read at once, so the request lane runs their statements in shared pipelines: each
+ * answer is still its own user's, and one statement failing (a subscription whose period end
+ * PostgreSQL cannot turn into epoch seconds) fails only its own request; the statements the
+ * server skipped after it are run again. */
+static void test_concurrent_reads_share_round_trips_and_keep_their_own_answers(void **state)
+{
+    (void)state;
+    static struct itest_user users[READERS];
+    for (unsigned i = 0; i < READERS; i++) {
+        memset(&users[i], 0, sizeof users[i]);
+        itest_register(D, &users[i]);
+    }
+    const struct itest_user *poisoned = &users[READERS / 2];
+    itest_db_exec1("INSERT INTO subscriptions (subscription_id, user_id, customer_id, status,"
+                   " stripe_status, current_period_end, started_at, state_at)"
+                   " VALUES ('sub_' || $1, $1::uuid, 'cus_' || $1, 'active', 'active', 'infinity',"
+                   " now(), 0)",
+                   poisoned->id);
+    unsigned long long batches0 = itest_metric(D, "inklet_db_batches_total"),
+                       statements0 = itest_metric(D, "inklet_db_batched_statements_total");
+
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, READERS);
+    static struct reader readers[READERS];
+    pthread_t threads[READERS];
+    for (unsigned i = 0; i < READERS; i++) {
+        readers[i] = (struct reader){.u = &users[i], .go = &go};
+        snprintf(readers[i].url_me, sizeof readers[i].url_me, "%s/auth/me", D->url);
+        snprintf(readers[i].url_devices, sizeof readers[i].url_devices, "%s/api/devices", D->url);
+        assert_int_equal(pthread_create(&threads[i], NULL, reader_main, &readers[i]), 0);
+    }
+    for (unsigned i = 0; i < READERS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&go);
+
+    unsigned me_each = READS_EACH - READS_EACH / 3, devices_each = READS_EACH / 3;
+    for (unsigned i = 0; i < READERS; i++) {
+        const struct reader *r = &readers[i];
+        if (r->wrong || r->devices_ok != devices_each)
+            fprintf(stderr, "  reader %u: %u wrong answers, %u of %u device lists\n", i, r->wrong,
+                    r->devices_ok, devices_each);
+        assert_int_equal(r->wrong, 0);
+        assert_int_equal(r->devices_ok, devices_each);
+        assert_int_equal(r->me_ok, r->u == poisoned ? 0 : me_each);
+        assert_int_equal(r->me_failed, r->u == poisoned ? me_each : 0);
+    }
+    unsigned long long batches = itest_metric(D, "inklet_db_batches_total") - batches0,
+                       statements =
+                           itest_metric(D, "inklet_db_batched_statements_total") - statements0;
+    fprintf(stderr, "  %llu statements in %llu shared round trips\n", statements, batches);
+    assert_true(batches > 0);
+    assert_true(statements >= 2 * batches); /* every batch holds two or more */
+    assert_true(statements <= (unsigned long long)READERS * READS_EACH);
+}
+
 int itest_group_http(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +789,7 @@ int itest_group_http(void)
         T(test_keepalive_two_requests_on_one_socket),
         T(test_idle_connection_is_closed_after_the_timeout),
         T(test_connections_per_address_are_capped),
+        T(test_concurrent_reads_share_round_trips_and_keep_their_own_answers),
     };
     return cmocka_run_group_tests_name("http", tests, itest_group_setup, itest_group_teardown);
 }

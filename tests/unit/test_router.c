@@ -28,19 +28,19 @@ static enum ink_status h_c(struct ink_req *req)
 }
 
 static const struct ink_route TABLE[] = {
-    {"GET", "/health", h_a, 0, INK_RATE_NONE},
-    {"POST", "/auth/login", h_b, INK_ROUTE_JSON_REQ, INK_RATE_LOGIN},
-    {"GET", "/auth/sessions", h_a, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"DELETE", "/auth/sessions", h_b, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"DELETE", "/auth/sessions/{id}", h_c, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"GET", "/api/devices/{id}", h_a, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"DELETE", "/api/devices/{id}", h_b, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"GET", "/api/devices/{id}/commands", h_a, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"POST", "/api/devices/{id}/commands", h_c, INK_ROUTE_AUTH, INK_RATE_NONE},
+    {"GET", "/health", h_a, 0, INK_RATE_NONE, NULL},
+    {"POST", "/auth/login", h_b, INK_ROUTE_JSON_REQ, INK_RATE_LOGIN, NULL},
+    {"GET", "/auth/sessions", h_a, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"DELETE", "/auth/sessions", h_b, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"DELETE", "/auth/sessions/{id}", h_c, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"GET", "/api/devices/{id}", h_a, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"DELETE", "/api/devices/{id}", h_b, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"GET", "/api/devices/{id}/commands", h_a, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"POST", "/api/devices/{id}/commands", h_c, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
     /* same method+path twice (an alias) must still list the method once in Allow */
-    {"POST", "/api/devices/{id}/unbind", h_a, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"POST", "/api/devices/{id}/unbind", h_b, INK_ROUTE_AUTH, INK_RATE_NONE},
-    {"GET", "/x/{a}/y/{b}", h_a, 0, INK_RATE_NONE},
+    {"POST", "/api/devices/{id}/unbind", h_a, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"POST", "/api/devices/{id}/unbind", h_b, INK_ROUTE_AUTH, INK_RATE_NONE, NULL},
+    {"GET", "/x/{a}/y/{b}", h_a, 0, INK_RATE_NONE, NULL},
 };
 #define NTABLE (sizeof TABLE / sizeof *TABLE)
 
