@@ -78,6 +78,11 @@ gen_sources() {
     for n in $names; do
       printf 'enum ink_status %s(struct ink_req *req) { (void)req; abort(); }\n' "$n"
     done
+    # the reads the table points at (inklet/reads.h), never run either
+    echo '#include "inklet/reads.h"'
+    for n in $(grep -o 'ink_read_[a-z0-9_]*;' include/inklet/handlers.h | tr -d ';' | sort -u); do
+      printf 'const struct ink_read %s = {NULL, NULL};\n' "$n"
+    done
   } >"$gen/handler_stubs.c.new"
   mv "$gen/handler_stubs.c.new" "$gen/handler_stubs.c"
   # the mail templates, embedded as the CMake build does (cmake/embed_file.cmake); without cmake
