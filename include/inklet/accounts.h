@@ -36,7 +36,7 @@ enum ink_login_result {
 void ink_account_login_stats(unsigned long long out[INK_LOGIN_RESULTS]);
 /** The GET /auth/me object (new ref). INK_UNAUTHORIZED if the user no longer exists. */
 enum ink_status ink_account_me(const char *user_id, json_t **out);
-/** The same in two halves, for GET /auth/me as a read (inklet/reads.h): the statement ($1 the
+/** The same in two halves, for GET /auth/me batched (inklet/batched.h): the statement ($1 the
  *  user id) and the object from its result. */
 extern const struct ink_sql ink_account_me_sql;
 enum ink_status ink_account_me_from(const PGresult *r, json_t **out);

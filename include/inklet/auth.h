@@ -32,12 +32,25 @@ enum ink_status ink_auth_authenticate(const char *authorization, struct ink_auth
 /** Starts a session for user_id on `db` (inside the caller's transaction, if any). */
 enum ink_status ink_session_start(struct ink_db *db, const char *user_id, const char *user_agent,
                                   const char *ip, struct ink_tokens *out);
-/** Rotates a refresh token. Errors: INK_UNAUTHORIZED with err->code invalid_refresh_token,
- *  refresh_token_expired, refresh_token_rotated (presented again within REFRESH_REUSE_GRACE of
- *  its rotation: a lost race, nothing revoked) or refresh_token_reused (later: every session of
- *  the token's user is revoked). */
-enum ink_status ink_session_refresh(const char *refresh_token, struct ink_tokens *out,
-                                    struct ink_err *err);
+/** Rotating a refresh token, in two halves around its one statement (ink_session_rotate_sql),
+ *  so that the request lane can batch rotations (inklet/batched.h). */
+struct ink_rotation {
+    char old_hash[65], new_hash[65], idle_ttl[16];
+    char refresh[44]; /* the new refresh token */
+};
+extern const struct ink_sql ink_session_rotate_sql;
+/** Checks the token's form, draws the new one, and fills the statement's three parameters ($1
+ *  is the old token's hash, the row the statement locks first; the strings live in *rot).
+ *  INK_UNAUTHORIZED with err->code invalid_refresh_token when the token is malformed. */
+enum ink_status ink_session_rotation_bind(struct ink_rotation *rot, const char *refresh_token,
+                                          const char *params[3], struct ink_err *err);
+/** The new token pair from the statement's result, or why it matched nothing (looked up once
+ *  the rotation's transaction has committed): INK_UNAUTHORIZED with err->code
+ *  invalid_refresh_token, refresh_token_expired, refresh_token_rotated (presented again within
+ *  REFRESH_REUSE_GRACE of its rotation: a lost race, nothing revoked) or refresh_token_reused
+ *  (later: every session of the token's user is revoked). */
+enum ink_status ink_session_rotation_finish(const struct ink_rotation *rot, const PGresult *r,
+                                            struct ink_tokens *out, struct ink_err *err);
 /** Revokes one session of user_id. INK_NOT_FOUND if it is not a live session of that user. */
 enum ink_status ink_session_revoke(const char *user_id, const char *session_id);
 /** Revokes the session the refresh token belongs to if it is user_id's; INK_NOT_FOUND if not. */

@@ -67,11 +67,14 @@ struct ink_db_item {
     PGresult *res;
 };
 
-/** Runs up to INK_DB_BATCH_MAX independent read-only statements on one pooled connection in one
- *  round trip (libpq pipeline mode, one Sync: one implicit transaction, each statement with its
- *  own snapshot under READ COMMITTED). Each item ends as ink_db_query would have left it: a
- *  statement the server skipped because an earlier one failed is run again on its own. */
-void ink_db_batch(struct ink_db_item *items, unsigned n);
+/** Runs up to INK_DB_BATCH_MAX independent statements on one pooled connection in one round trip
+ *  (libpq pipeline mode, one Sync: one implicit transaction, one commit, each statement with its
+ *  own snapshot under READ COMMITTED). Each item ends as ink_db_query would have left it.
+ *  Reads (`writes` false): a statement the server skipped because an earlier one failed is run
+ *  again on its own. Writes: when any statement fails the transaction keeps none of them, so
+ *  then every item is run again on its own; a connection lost before the commit was confirmed
+ *  leaves every item INK_UNAVAILABLE, as it would leave a single statement. */
+void ink_db_batch(struct ink_db_item *items, unsigned n, bool writes);
 
 /** Runs a parameterless statement (a periodic DELETE) and gives the rows it affected. */
 enum ink_status ink_db_affected(const struct ink_sql *sql, long long *count);
@@ -92,6 +95,7 @@ struct ink_db_stats {
     unsigned in_use, waiting, size;
     unsigned long long timeouts; /* waits that hit their deadline, statement timeouts included */
     unsigned long long batches, batched; /* ink_db_batch round trips, and their statements */
+    unsigned long long batch_retries;    /* batches of writes that failed and ran alone */
 };
 /** For /metrics. */
 void ink_db_pool_stats(struct ink_db_stats *out);

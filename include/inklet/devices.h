@@ -14,7 +14,7 @@
 /* user_id is the authenticated caller everywhere. The device routes answer with JSON text
  * (`char **out`, malloc'd), the others with jansson values. */
 enum ink_status ink_devices_list(const char *user_id, char **out);
-/** The same in two halves, for GET /api/devices as a read (inklet/reads.h): the statement ($1 the
+/** The same in two halves, for GET /api/devices batched (inklet/batched.h): the statement ($1 the
  *  user id) and the list from its result (malloc'd JSON text). */
 extern const struct ink_sql ink_devices_of_sql;
 char *ink_devices_json(const PGresult *r);

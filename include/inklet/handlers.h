@@ -17,9 +17,10 @@ extern const size_t ink_openapi_json_len;
 enum ink_status ink_h_register(struct ink_req *req);
 enum ink_status ink_h_login(struct ink_req *req);
 enum ink_status ink_h_refresh(struct ink_req *req);
+extern const struct ink_batched ink_batched_refresh; /* the same, batched */
 enum ink_status ink_h_logout(struct ink_req *req);
 enum ink_status ink_h_me(struct ink_req *req);
-extern const struct ink_read ink_read_me; /* ink_h_me as a read (inklet/reads.h) */
+extern const struct ink_batched ink_batched_me; /* ink_h_me, batched (inklet/batched.h) */
 enum ink_status ink_h_me_update(struct ink_req *req);
 enum ink_status ink_h_me_delete(struct ink_req *req);
 enum ink_status ink_h_password(struct ink_req *req);
@@ -45,7 +46,7 @@ enum ink_status ink_h_billing_webhook(struct ink_req *req);
 
 /* devices (src/devices/handlers.c) */
 enum ink_status ink_h_devices_list(struct ink_req *req);
-extern const struct ink_read ink_read_devices; /* the same as a read */
+extern const struct ink_batched ink_batched_devices; /* the same, batched */
 enum ink_status ink_h_device_get(struct ink_req *req);
 enum ink_status ink_h_bind(struct ink_req *req);
 enum ink_status ink_h_bind_code(struct ink_req *req);

@@ -15,7 +15,7 @@
 #define INK_BODY_LIMIT_WEBHOOK (1024 * 1024)
 
 struct ink_req;
-struct ink_read;
+struct ink_batched;
 typedef enum ink_status (*ink_handler_fn)(struct ink_req *req);
 
 enum ink_route_flags {
@@ -47,10 +47,10 @@ struct ink_route {
     ink_handler_fn handler;
     unsigned flags;
     enum ink_rate_class rate;
-    /* set for a read of one statement on the signed-in user (inklet/reads.h): under load the
-     * request lane runs several such requests' statements in one database round trip; the
-     * handler is the same read run alone */
-    const struct ink_read *read;
+    /* set for a route answered by one statement (inklet/batched.h): under load the request
+     * lane runs several such requests' statements in one database round trip; the handler is
+     * the same statement run alone */
+    const struct ink_batched *batched;
 };
 
 struct ink_req {

@@ -2,7 +2,7 @@
 #include "inklet/accounts.h"
 #include "inklet/handlers.h"
 #include "inklet/json.h"
-#include "inklet/reads.h"
+#include "inklet/batched.h"
 
 #include <string.h>
 
@@ -54,20 +54,38 @@ enum ink_status ink_h_login(struct ink_req *req)
     return ink_reply(req, 200, ink_auth_response(&tokens, user));
 }
 
-enum ink_status ink_h_refresh(struct ink_req *req)
+static enum ink_status refresh_bind(struct ink_req *req, struct ink_batched_call *call)
 {
     const char *refresh;
     if (need_string(req, "refreshToken", &refresh))
         return INK_INVALID;
+    struct ink_err err;
+    enum ink_status st =
+        ink_session_rotation_bind(&call->state.rotation, refresh, call->params, &err);
+    call->nparams = 3;
+    return st == INK_OK ? INK_OK : ink_fail_err(req, st, &err);
+}
+
+static enum ink_status refresh_reply(struct ink_req *req, struct ink_batched_call *call,
+                                     const PGresult *r)
+{
     struct ink_tokens tokens;
-    struct ink_err err = {0};
-    enum ink_status st = ink_session_refresh(refresh, &tokens, &err);
+    struct ink_err err;
+    enum ink_status st = ink_session_rotation_finish(&call->state.rotation, r, &tokens, &err);
     if (st != INK_OK)
         return ink_fail_err(req, st, &err);
     json_t *body =
         json_pack("{s:s,s:s}", "accessToken", tokens.access, "refreshToken", tokens.refresh);
     ink_tokens_free(&tokens);
     return ink_reply(req, 200, body);
+}
+
+const struct ink_batched ink_batched_refresh = {&ink_session_rotate_sql, true, refresh_bind,
+                                                refresh_reply};
+
+enum ink_status ink_h_refresh(struct ink_req *req)
+{
+    return ink_batched_run(&ink_batched_refresh, req);
 }
 
 enum ink_status ink_h_logout(struct ink_req *req)
@@ -85,18 +103,20 @@ enum ink_status ink_h_logout(struct ink_req *req)
     return ink_reply_message(req, 200, "logged out");
 }
 
-static enum ink_status me_reply(struct ink_req *req, const PGresult *r)
+static enum ink_status me_reply(struct ink_req *req, struct ink_batched_call *call,
+                                const PGresult *r)
 {
+    (void)call;
     json_t *me;
     enum ink_status st = ink_account_me_from(r, &me);
     return st == INK_OK ? ink_reply(req, 200, me) : st;
 }
 
-const struct ink_read ink_read_me = {&ink_account_me_sql, me_reply};
+const struct ink_batched ink_batched_me = {&ink_account_me_sql, false, NULL, me_reply};
 
 enum ink_status ink_h_me(struct ink_req *req)
 {
-    return ink_read_run(&ink_read_me, req);
+    return ink_batched_run(&ink_batched_me, req);
 }
 
 enum ink_status ink_h_me_update(struct ink_req *req)

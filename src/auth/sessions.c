@@ -121,9 +121,11 @@ enum ink_status ink_session_start(struct ink_db *db, const char *user_id, const 
     return st;
 }
 
-/* One statement, so one implicit transaction: the conditional UPDATE on used_at is what makes a
- * refresh token single-use even with concurrent requests on several instances. */
-static const struct ink_sql SQL_ROTATE = {
+/* One statement: the conditional UPDATE on used_at is what makes a refresh token single-use even
+ * with concurrent requests on several instances. In a batch (inklet/batched.h) several run in
+ * one transaction: a second rotation of the same token there sees the first one's used_at and
+ * matches nothing, as it would after the first one's commit. */
+const struct ink_sql ink_session_rotate_sql = {
     "session_rotate",
     "WITH used AS ("
     "  UPDATE refresh_tokens SET used_at = now()"
@@ -154,12 +156,12 @@ static const struct ink_sql SQL_REVOKE_ALL = {
     "UPDATE sessions SET revoked_at = now()"
     " WHERE user_id = $1 AND revoked_at IS NULL AND ($2::uuid IS NULL OR id <> $2::uuid)"};
 
-static enum ink_status classify_failure(struct ink_db *db, const char *hash, struct ink_err *err)
+static enum ink_status classify_failure(const char *hash, struct ink_err *err)
 {
     PGresult *r;
     char grace[16];
     snprintf(grace, sizeof grace, "%u", ink_app.cfg.refresh_reuse_grace);
-    enum ink_status st = ink_db_exec(db, &SQL_CLASSIFY, 2, (const char *[]){hash, grace}, &r);
+    enum ink_status st = ink_db_query(&SQL_CLASSIFY, 2, (const char *[]){hash, grace}, &r);
     if (st != INK_OK)
         return st;
     *err = (struct ink_err){"invalid_refresh_token", "The refresh token is invalid."};
@@ -179,7 +181,7 @@ static enum ink_status classify_failure(struct ink_db *db, const char *hash, str
             char uid[INK_UUID_STRLEN + 1];
             snprintf(uid, sizeof uid, "%s", PQgetvalue(r, 0, 3));
             long long n = 0;
-            st = ink_session_revoke_all(db, uid, NULL, &n);
+            st = ink_session_revoke_all(NULL, uid, NULL, &n);
             ink_warn("refresh token reuse detected; revoked %lld session(s) of user %s", n, uid);
             *err = (struct ink_err){"refresh_token_reused",
                                     "The refresh token was already used; every session of this "
@@ -192,41 +194,39 @@ static enum ink_status classify_failure(struct ink_db *db, const char *hash, str
     return st == INK_OK ? INK_UNAUTHORIZED : st;
 }
 
-enum ink_status ink_session_refresh(const char *refresh_token, struct ink_tokens *out,
-                                    struct ink_err *err)
+enum ink_status ink_session_rotation_bind(struct ink_rotation *rot, const char *refresh_token,
+                                          const char *params[3], struct ink_err *err)
 {
-    memset(out, 0, sizeof *out);
     *err = (struct ink_err){"invalid_refresh_token", "The refresh token is invalid."};
     if (!refresh_token || !ink_refresh_token_wellformed(refresh_token))
         return INK_UNAUTHORIZED;
-    char old_hash[65], new_hash[65], idle_ttl[16];
-    hash_hex(refresh_token, old_hash);
-    ink_refresh_token_new(out->refresh);
-    hash_hex(out->refresh, new_hash);
-    snprintf(idle_ttl, sizeof idle_ttl, "%u", ink_app.cfg.refresh_idle_ttl);
+    hash_hex(refresh_token, rot->old_hash);
+    ink_refresh_token_new(rot->refresh);
+    hash_hex(rot->refresh, rot->new_hash);
+    snprintf(rot->idle_ttl, sizeof rot->idle_ttl, "%u", ink_app.cfg.refresh_idle_ttl);
+    params[0] = rot->old_hash;
+    params[1] = rot->new_hash;
+    params[2] = rot->idle_ttl;
+    *err = (struct ink_err){0};
+    return INK_OK;
+}
 
-    struct ink_db *db;
-    enum ink_status st = ink_db_acquire(&db);
-    if (st != INK_OK) {
-        *err = (struct ink_err){0};
+enum ink_status ink_session_rotation_finish(const struct ink_rotation *rot, const PGresult *r,
+                                            struct ink_tokens *out, struct ink_err *err)
+{
+    memset(out, 0, sizeof *out);
+    *err = (struct ink_err){0};
+    if (PQntuples(r) != 1) {
+        enum ink_status st = classify_failure(rot->old_hash, err);
+        if (st == INK_UNAVAILABLE || st == INK_INTERNAL)
+            *err = (struct ink_err){0}; /* an outage is not a token problem */
         return st;
     }
-    PGresult *r = NULL;
-    const char *params[] = {old_hash, new_hash, idle_ttl};
-    st = ink_db_exec(db, &SQL_ROTATE, 3, params, &r);
-    if (st == INK_OK && PQntuples(r) == 1) {
-        char uid[INK_UUID_STRLEN + 1];
-        snprintf(out->session_id, sizeof out->session_id, "%s", PQgetvalue(r, 0, 0));
-        snprintf(uid, sizeof uid, "%s", PQgetvalue(r, 0, 1));
-        st = issue_access(uid, out->session_id, out);
-    } else if (st == INK_OK) {
-        st = classify_failure(db, old_hash, err);
-    }
-    PQclear(r);
-    ink_db_release(db);
-    if (st == INK_UNAVAILABLE || st == INK_INTERNAL)
-        *err = (struct ink_err){0}; /* an outage is not a token problem */
-    return st;
+    char uid[INK_UUID_STRLEN + 1];
+    snprintf(out->session_id, sizeof out->session_id, "%s", PQgetvalue(r, 0, 0));
+    snprintf(uid, sizeof uid, "%s", PQgetvalue(r, 0, 1));
+    snprintf(out->refresh, sizeof out->refresh, "%s", rot->refresh);
+    return issue_access(uid, out->session_id, out);
 }
 
 enum ink_status ink_session_revoke_all(struct ink_db *db, const char *user_id, const char *keep,

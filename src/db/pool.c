@@ -52,6 +52,7 @@ static struct {
     char *conninfo;
     atomic_ullong timeouts;
     atomic_ullong batches, batched; /* pipelines sent, and the statements in them */
+    atomic_ullong batch_retries;    /* batches of writes run again statement by statement */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .timeout_ms = 3000};
 
 static struct {
@@ -558,7 +559,28 @@ static enum ink_status run_pipeline(struct ink_db *db, struct ink_db_item *items
     return INK_OK;
 }
 
-void ink_db_batch(struct ink_db_item *items, unsigned n)
+/* Every item again on its own connection turn, as ink_db_query would run it. */
+static void run_alone(struct ink_db *db, struct ink_db_item *items, unsigned n, const bool *which)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (which && !which[i])
+            continue;
+        PQclear(items[i].res);
+        items[i].res = NULL;
+        items[i].st =
+            ink_db_exec(db, items[i].sql, items[i].nparams, items[i].params, &items[i].res);
+    }
+}
+
+static bool any_failed(const struct ink_db_item *items, unsigned n, const bool *skipped)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (skipped[i] || items[i].st != INK_OK)
+            return true;
+    return false;
+}
+
+void ink_db_batch(struct ink_db_item *items, unsigned n, bool writes)
 {
     bool skipped[INK_DB_BATCH_MAX] = {false};
     if (n > INK_DB_BATCH_MAX)
@@ -584,12 +606,20 @@ void ink_db_batch(struct ink_db_item *items, unsigned n)
     }
     atomic_fetch_add(&pool.batches, 1);
     atomic_fetch_add(&pool.batched, n);
-    /* when the connection fails midway, what was not settled stays INK_UNAVAILABLE */
-    if (run_pipeline(db, items, n, skipped) == INK_OK)
-        for (unsigned i = 0; i < n; i++)
-            if (skipped[i])
-                items[i].st =
-                    ink_db_exec(db, items[i].sql, items[i].nparams, items[i].params, &items[i].res);
+    if (run_pipeline(db, items, n, skipped) != INK_OK) {
+        /* the connection failed midway: what was not settled stays INK_UNAVAILABLE, and no
+         * write was settled, since its commit was not confirmed */
+        for (unsigned i = 0; i < n && writes; i++) {
+            PQclear(items[i].res);
+            items[i].res = NULL;
+            items[i].st = INK_UNAVAILABLE;
+        }
+    } else if (!writes) {
+        run_alone(db, items, n, skipped);
+    } else if (any_failed(items, n, skipped)) {
+        atomic_fetch_add(&pool.batch_retries, 1);
+        run_alone(db, items, n, NULL);
+    }
     ink_db_release(db);
 }
 
@@ -671,6 +701,7 @@ void ink_db_pool_stats(struct ink_db_stats *out)
     out->timeouts = atomic_load(&pool.timeouts);
     out->batches = atomic_load(&pool.batches);
     out->batched = atomic_load(&pool.batched);
+    out->batch_retries = atomic_load(&pool.batch_retries);
 }
 
 long long ink_db_ll(const PGresult *r, int row, int col)

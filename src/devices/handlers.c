@@ -3,7 +3,7 @@
 #include "inklet/handlers.h"
 #include "inklet/json.h"
 #include "inklet/ratelimit.h"
-#include "inklet/reads.h"
+#include "inklet/batched.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,16 +44,18 @@ static enum ink_status bind_allowed(struct ink_req *req)
     return ink_fail(req, INK_RATE_LIMITED, "rate_limited", "Too many bind attempts; retry later.");
 }
 
-static enum ink_status devices_reply(struct ink_req *req, const PGresult *r)
+static enum ink_status devices_reply(struct ink_req *req, struct ink_batched_call *call,
+                                     const PGresult *r)
 {
+    (void)call;
     return ink_reply_json_text(req, 200, ink_devices_json(r));
 }
 
-const struct ink_read ink_read_devices = {&ink_devices_of_sql, devices_reply};
+const struct ink_batched ink_batched_devices = {&ink_devices_of_sql, false, NULL, devices_reply};
 
 enum ink_status ink_h_devices_list(struct ink_req *req)
 {
-    return ink_read_run(&ink_read_devices, req);
+    return ink_batched_run(&ink_batched_devices, req);
 }
 
 enum ink_status ink_h_device_get(struct ink_req *req)

@@ -145,11 +145,14 @@ static void render_workers(struct ink_buf *b)
            "Database waits that reached their deadline (DB_TIMEOUT).");
     appendf(b, "inklet_db_timeouts_total %llu\n", db.timeouts);
     family(b, "inklet_db_batches_total", "counter",
-           "Round trips that carried the statements of several reads at once (pipeline mode).");
+           "Round trips that carried the statements of several requests at once (pipeline mode).");
     appendf(b, "inklet_db_batches_total %llu\n", db.batches);
     family(b, "inklet_db_batched_statements_total", "counter",
            "Statements sent in those round trips; divided by the batches: the mean batch size.");
     appendf(b, "inklet_db_batched_statements_total %llu\n", db.batched);
+    family(b, "inklet_db_batch_retries_total", "counter",
+           "Batches of writes in which a statement failed, so that every one ran again alone.");
+    appendf(b, "inklet_db_batch_retries_total %llu\n", db.batch_retries);
     family(b, "inklet_db_ready", "gauge", "1 when the database monitor's last ping succeeded.");
     appendf(b, "inklet_db_ready %d\n", ink_db_ready() ? 1 : 0);
     unsigned q_requests, q_hashing, q_upstream;

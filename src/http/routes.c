@@ -17,9 +17,9 @@ const struct ink_route ink_routes[] = {
 
     {"POST", "/auth/register", ink_h_register, JSON_REQ | SLOW, INK_RATE_REGISTER, NULL},
     {"POST", "/auth/login", ink_h_login, JSON_REQ | SLOW, INK_RATE_LOGIN, NULL},
-    {"POST", "/auth/refresh", ink_h_refresh, JSON_REQ, INK_RATE_REFRESH, NULL},
+    {"POST", "/auth/refresh", ink_h_refresh, JSON_REQ, INK_RATE_REFRESH, &ink_batched_refresh},
     {"POST", "/auth/logout", ink_h_logout, AUTH | JSON, INK_RATE_NONE, NULL},
-    {"GET", "/auth/me", ink_h_me, AUTH, INK_RATE_NONE, &ink_read_me},
+    {"GET", "/auth/me", ink_h_me, AUTH, INK_RATE_NONE, &ink_batched_me},
     {"PATCH", "/auth/me", ink_h_me_update, AUTH | JSON_REQ | SLOW, INK_RATE_NONE, NULL},
     {"DELETE", "/auth/me", ink_h_me_delete, AUTH | JSON | SLOW, INK_RATE_NONE, NULL},
     {"POST", "/auth/password", ink_h_password, AUTH | JSON_REQ | SLOW, INK_RATE_NONE, NULL},
@@ -47,7 +47,7 @@ const struct ink_route ink_routes[] = {
     {"POST", "/auth/subscription/webhook", ink_h_billing_webhook, RAW, INK_RATE_NONE, NULL},
     {"POST", "/billing/webhook", ink_h_billing_webhook, RAW, INK_RATE_NONE, NULL},
 
-    {"GET", "/api/devices", ink_h_devices_list, AUTH, INK_RATE_NONE, &ink_read_devices},
+    {"GET", "/api/devices", ink_h_devices_list, AUTH, INK_RATE_NONE, &ink_batched_devices},
     {"POST", "/api/devices/bind", ink_h_bind, AUTH | JSON_REQ, INK_RATE_BIND, NULL},
     {"POST", "/api/devices/bind/code", ink_h_bind_code, AUTH | JSON_REQ, INK_RATE_BIND, NULL},
     {"POST", "/api/devices/bind/nfc", ink_h_bind_nfc, AUTH | JSON_REQ, INK_RATE_BIND, NULL},

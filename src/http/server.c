@@ -18,6 +18,7 @@
 #include "inklet/alloc.h"
 #include "inklet/app.h"
 #include "inklet/auth.h"
+#include "inklet/batched.h"
 #include "inklet/buf.h"
 #include "inklet/deadline.h"
 #include "inklet/http.h"
@@ -25,7 +26,6 @@
 #include "inklet/log.h"
 #include "inklet/metrics.h"
 #include "inklet/ratelimit.h"
-#include "inklet/reads.h"
 #include "inklet/timeutil.h"
 #include "inklet/workq.h"
 
@@ -345,13 +345,13 @@ static void run_on_worker(void *arg)
     work_done(ctx, st);
 }
 
-/* A read's job (inklet/reads.h): this request and the reads queued right behind it, their
- * statements in one round trip under the earliest of their deadlines. Alone, it is any job. */
-static void run_reads_on_worker(void *arg)
+/* A batched route's job (inklet/batched.h): this request and those of its kind (`job`: reads
+ * or writes) queued right behind it, their statements in one round trip under the earliest of
+ * their deadlines. Alone, it is any job. */
+static void run_batch(void *arg, void (*job)(void *))
 {
     void *jobs[INK_DB_BATCH_MAX] = {arg};
-    unsigned n =
-        1 + ink_workq_take(lane_requests, run_reads_on_worker, jobs + 1, INK_DB_BATCH_MAX - 1);
+    unsigned n = 1 + ink_workq_take(lane_requests, job, jobs + 1, INK_DB_BATCH_MAX - 1);
     if (n == 1) {
         run_on_worker(arg);
         return;
@@ -376,11 +376,21 @@ static void run_reads_on_worker(void *arg)
     }
     if (nready) {
         ink_deadline_set(deadline);
-        ink_reads_run(reqs, out, nready);
+        ink_batched_run_many(reqs, out, nready);
     }
     ink_deadline_set(0);
     for (unsigned i = 0; i < nready; i++)
         work_done(ready[i], out[i]);
+}
+
+static void run_reads_on_worker(void *arg)
+{
+    run_batch(arg, run_reads_on_worker);
+}
+
+static void run_writes_on_worker(void *arg)
+{
+    run_batch(arg, run_writes_on_worker);
 }
 
 static bool is_json_content_type(const char *ct)
@@ -441,8 +451,10 @@ static enum MHD_Result dispatch(struct conn_ctx *ctx)
     struct ink_workq *lane = req->route->flags & INK_ROUTE_SLOW       ? lane_hashing
                              : req->route->flags & INK_ROUTE_UPSTREAM ? lane_upstream
                                                                       : lane_requests;
-    void (*job)(void *) =
-        lane == lane_requests && req->route->read ? run_reads_on_worker : run_on_worker;
+    const struct ink_batched *batched = lane == lane_requests ? req->route->batched : NULL;
+    void (*job)(void *) = !batched          ? run_on_worker
+                          : batched->writes ? run_writes_on_worker
+                                            : run_reads_on_worker;
     ctx->ready_ms = ink_now_mono_ms();
     ctx->state = ST_WORKING;
     MHD_suspend_connection(ctx->conn);

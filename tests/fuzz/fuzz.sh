@@ -78,10 +78,10 @@ gen_sources() {
     for n in $names; do
       printf 'enum ink_status %s(struct ink_req *req) { (void)req; abort(); }\n' "$n"
     done
-    # the reads the table points at (inklet/reads.h), never run either
-    echo '#include "inklet/reads.h"'
-    for n in $(grep -o 'ink_read_[a-z0-9_]*;' include/inklet/handlers.h | tr -d ';' | sort -u); do
-      printf 'const struct ink_read %s = {NULL, NULL};\n' "$n"
+    # the batched routes the table points at (inklet/batched.h), never run either
+    echo '#include "inklet/batched.h"'
+    for n in $(grep -o 'ink_batched_[a-z0-9_]*;' include/inklet/handlers.h | tr -d ';' | sort -u); do
+      printf 'const struct ink_batched %s = {NULL, false, NULL, NULL};\n' "$n"
     done
   } >"$gen/handler_stubs.c.new"
   mv "$gen/handler_stubs.c.new" "$gen/handler_stubs.c"

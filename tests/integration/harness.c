@@ -1561,6 +1561,19 @@ void itest_db_exec1(const char *sql, const char *param)
     assert_true(one);
 }
 
+void itest_db_run(const char *sql)
+{
+    PGconn *pg = PQconnectdb(itest.database_url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *res = PQexec(pg, sql);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK;
+    if (!ok)
+        fprintf(stderr, "  database: %s\n", PQresultErrorMessage(res));
+    PQclear(res);
+    PQfinish(pg);
+    assert_true(ok);
+}
+
 char *itest_db_value(const char *sql, const char *param)
 {
     PGconn *pg = PQconnectdb(itest.database_url);

@@ -216,6 +216,9 @@ bool itest_non_loopback_ipv4(char out[64]);
 /** Runs one statement with one parameter on its own connection; asserts it worked and touched
  *  exactly one row. */
 void itest_db_exec1(const char *sql, const char *param);
+/** Runs SQL without parameters (one or more statements: DDL) on its own connection; asserts it
+ *  worked. */
+void itest_db_run(const char *sql);
 /** A SELECT with one parameter: the first column of the first row as a malloc'd string, NULL
  *  when there is no row or it is NULL. */
 char *itest_db_value(const char *sql, const char *param);

@@ -173,6 +173,116 @@ static void test_concurrent_refresh_across_instances_exactly_one_wins(void **sta
     assert_int_equal(itest_daemon_stop(b), 0);
 }
 
+/* ---- rotations share commits (inklet/batched.h) ------------------------------------------- */
+
+#define WRITERS 24
+#define ROTATIONS_EACH 12
+
+struct writer {
+    pthread_barrier_t *go;
+    char url[128];
+    char refresh[128];          /* the chain's newest token */
+    unsigned ok, failed, wrong; /* what the thread saw; checked by the test */
+};
+
+/* Rotates its own chain ROTATIONS_EACH times, each time with the token the last 200 gave. A
+ * rotation answered 200 whose transaction did not commit shows as the next one's 401. */
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    const char *headers[] = {"Content-Type: application/json", "User-Agent: " ITEST_USER_AGENT,
+                             NULL};
+    CURL *h = curl_easy_init();
+    pthread_barrier_wait(w->go);
+    for (unsigned i = 0; i < ROTATIONS_EACH; i++) {
+        char body[256];
+        snprintf(body, sizeof body, "{\"refreshToken\":\"%s\"}", w->refresh);
+        struct itest_resp resp;
+        itest_request(h, "POST", w->url, headers, body, strlen(body), &resp);
+        const char *next = json_string_value(json_object_get(resp.json, "refreshToken"));
+        if (resp.status == 200 && next && strlen(next) < sizeof w->refresh) {
+            snprintf(w->refresh, sizeof w->refresh, "%s", next);
+            w->ok++;
+        } else if (resp.status == 500) {
+            w->failed++;
+        } else {
+            w->wrong++;
+        }
+        itest_resp_free(&resp);
+    }
+    curl_easy_cleanup(h);
+    return NULL;
+}
+
+/* Many users rotate at once, so the request lane commits their rotations together. One session
+ * cannot take a new token (a trigger refuses it): every rotation of that session fails alone
+ * (500, its token unchanged), and the rotations that shared its transaction were run again, so
+ * every other chain continues: a 200 whose commit was lost would break its chain. */
+static void test_concurrent_refreshes_share_commits_and_a_failing_one_fails_alone(void **state)
+{
+    (void)state;
+    static struct itest_user users[WRITERS];
+    for (unsigned i = 0; i < WRITERS; i++) {
+        memset(&users[i], 0, sizeof users[i]);
+        itest_register(D, &users[i]);
+    }
+    const struct itest_user *poisoned = &users[WRITERS / 2];
+    char ddl[768];
+    snprintf(ddl, sizeof ddl,
+             "CREATE FUNCTION itest_refuse_token() RETURNS trigger LANGUAGE plpgsql AS $$"
+             " BEGIN IF NEW.session_id = '%s' THEN RAISE EXCEPTION 'refused by the test';"
+             " END IF; RETURN NEW; END $$;"
+             "CREATE TRIGGER itest_refuse_token BEFORE INSERT ON refresh_tokens"
+             " FOR EACH ROW EXECUTE FUNCTION itest_refuse_token()",
+             poisoned->s.sid);
+    itest_db_run(ddl);
+    unsigned long long batches0 = itest_metric(D, "inklet_db_batches_total"),
+                       statements0 = itest_metric(D, "inklet_db_batched_statements_total"),
+                       retries0 = itest_metric(D, "inklet_db_batch_retries_total");
+
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, WRITERS);
+    static struct writer writers[WRITERS];
+    pthread_t threads[WRITERS];
+    for (unsigned i = 0; i < WRITERS; i++) {
+        writers[i] = (struct writer){.go = &go};
+        snprintf(writers[i].url, sizeof writers[i].url, "%s/auth/refresh", D->url);
+        snprintf(writers[i].refresh, sizeof writers[i].refresh, "%s", users[i].s.refresh);
+        assert_int_equal(pthread_create(&threads[i], NULL, writer_main, &writers[i]), 0);
+    }
+    for (unsigned i = 0; i < WRITERS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&go);
+    unsigned long long batches = itest_metric(D, "inklet_db_batches_total") - batches0,
+                       statements =
+                           itest_metric(D, "inklet_db_batched_statements_total") - statements0,
+                       retries = itest_metric(D, "inklet_db_batch_retries_total") - retries0;
+    itest_db_run("DROP TRIGGER itest_refuse_token ON refresh_tokens;"
+                 "DROP FUNCTION itest_refuse_token()");
+
+    for (unsigned i = 0; i < WRITERS; i++) {
+        const struct writer *w = &writers[i];
+        bool p = &users[i] == poisoned;
+        if (w->wrong || w->ok != (p ? 0 : ROTATIONS_EACH))
+            fprintf(stderr, "  writer %u: %u rotated, %u failed, %u wrong\n", i, w->ok, w->failed,
+                    w->wrong);
+        assert_int_equal(w->wrong, 0);
+        assert_int_equal(w->ok, p ? 0 : ROTATIONS_EACH);
+        assert_int_equal(w->failed, p ? ROTATIONS_EACH : 0);
+    }
+    fprintf(stderr, "  %llu rotations in %llu shared commits, %llu run again alone\n", statements,
+            batches, retries);
+    assert_true(batches > 0);
+    assert_true(statements >= 2 * batches);
+    assert_true(retries > 0); /* the refused rotation shared a transaction at least once */
+    assert_true(retries <= (unsigned long long)ROTATIONS_EACH);
+
+    /* every chain still rotates, and the refused session's token was left as it was */
+    for (unsigned i = 0; i < WRITERS; i++)
+        refresh_expect(writers[i].refresh, 200, NULL, NULL);
+    assert_string_equal(writers[WRITERS / 2].refresh, poisoned->s.refresh);
+}
+
 /* ---- logout ------------------------------------------------------------------------------- */
 
 static void test_logout_without_refresh_token_revokes_current_session(void **state)
@@ -653,6 +763,7 @@ int itest_group_sessions(void)
         T(test_refresh_unknown_token_is_401_invalid_refresh_token),
         T(test_concurrent_refresh_exactly_one_wins),
         T(test_concurrent_refresh_across_instances_exactly_one_wins),
+        T(test_concurrent_refreshes_share_commits_and_a_failing_one_fails_alone),
         T(test_logout_without_refresh_token_revokes_current_session),
         T(test_logout_with_refresh_token_revokes_that_session),
         T(test_logout_with_foreign_refresh_token_only_ends_own_session),
