@@ -34,15 +34,16 @@ enum ink_login_result {
     INK_LOGIN_RESULTS
 };
 void ink_account_login_stats(unsigned long long out[INK_LOGIN_RESULTS]);
-/** The GET /auth/me object (new ref). INK_UNAUTHORIZED if the user no longer exists. */
-enum ink_status ink_account_me(const char *user_id, json_t **out);
+/** The GET /auth/me object as JSON text (malloc'd). INK_UNAUTHORIZED if the user no longer
+ *  exists. */
+enum ink_status ink_account_me(const char *user_id, char **out);
 /** The same in two halves, for GET /auth/me batched (inklet/batched.h): the statement ($1 the
  *  user id) and the object from its result. */
 extern const struct ink_sql ink_account_me_sql;
-enum ink_status ink_account_me_from(const PGresult *r, json_t **out);
-/** PATCH /auth/me. Any of username/email may be NULL. */
+enum ink_status ink_account_me_from(const PGresult *r, char **out);
+/** PATCH /auth/me; *out is the updated GET /auth/me object. Any of username/email may be NULL. */
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email,
-                                   const char *current_password, json_t **out, struct ink_err *err);
+                                   const char *current_password, char **out, struct ink_err *err);
 /** POST /auth/password: revokes every other session on success. */
 enum ink_status ink_account_change_password(const char *user_id, const char *session_id,
                                             const char *current_password, const char *new_password,

@@ -3,7 +3,8 @@
  *  database, no Stripe), so the account service can render `plan` without depending on billing. */
 #ifndef INKLET_PLAN_H
 #define INKLET_PLAN_H
-#include <jansson.h>
+#include "inklet/strbuf.h"
+
 #include <stdbool.h>
 
 /** The one paid plan's name, as `plan` shows it. */
@@ -18,10 +19,11 @@ const char *ink_plan_status_from_stripe(const char *stripe_status);
 bool ink_plan_status_is_live(const char *status);
 /** "monthly" / "yearly" for a Stripe price interval ("month" / "year"); NULL otherwise. */
 const char *ink_plan_interval_from_stripe(const char *interval);
-/** The `subscription` object of GET /auth/me ({status, plan, interval, currentPeriodEnd,
- *  cancelAtPeriodEnd}), or JSON null when status is NULL or "none". New reference. */
-json_t *ink_plan_me_subscription(const char *status, const char *interval, long long period_end,
-                                 bool cancel_at_period_end);
+/** Writes the `subscription` value of GET /auth/me ({status, plan, interval, currentPeriodEnd,
+ *  cancelAtPeriodEnd}), or null when status is NULL or "none" (inklet/json_text.h; the caller
+ *  sized the buffer for status and interval). */
+void ink_plan_write_me_subscription(struct ink_sb *sb, const char *status, const char *interval,
+                                    long long period_end, bool cancel_at_period_end);
 /** The `plan` of GET /auth/me for a status (NULL: no subscription). */
 const char *ink_plan_name(const char *status);
 

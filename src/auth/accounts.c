@@ -5,6 +5,7 @@
 #include "inklet/alloc.h"
 #include "inklet/app.h"
 #include "inklet/json.h"
+#include "inklet/json_text.h"
 #include "inklet/log.h"
 #include "inklet/outbox.h"
 #include "inklet/password.h"
@@ -280,7 +281,7 @@ const struct ink_sql ink_account_me_sql = {
                   " sub.cancel_at_period_end, email_verified_at IS NOT NULL"
                   " FROM users" INK_SQL_JOIN_CURRENT_SUBSCRIPTION("users.id") " WHERE id = $1"};
 
-enum ink_status ink_account_me(const char *user_id, json_t **out)
+enum ink_status ink_account_me(const char *user_id, char **out)
 {
     PGresult *r;
     enum ink_status st = ink_db_query(&ink_account_me_sql, 1, (const char *[]){user_id}, &r);
@@ -291,28 +292,76 @@ enum ink_status ink_account_me(const char *user_id, json_t **out)
     return st;
 }
 
-enum ink_status ink_account_me_from(const PGresult *r, json_t **out)
+/* The columns of ink_account_me_sql */
+enum {
+    ME_ID,
+    ME_EMAIL,
+    ME_USERNAME,
+    ME_CREATED,
+    ME_UPDATED,
+    ME_HAS_PASSWORD,
+    ME_PROVIDERS,
+    ME_SUB_STATUS,
+    ME_SUB_INTERVAL,
+    ME_SUB_END,
+    ME_SUB_CANCEL,
+    ME_VERIFIED
+};
+
+/* The object is written as text straight from the row, like the device objects (GET /auth/me
+ * is the hottest route after them; the jansson tree was about a tenth of its CPU). The buffer
+ * is sized from the row first, so nothing is ever cut. */
+#define ME_FIXED_BYTES 512 /* the keys, punctuation, timestamps, booleans and the plan */
+
+static const int ME_TEXT_COLUMNS[] = {ME_ID,        ME_EMAIL,      ME_USERNAME,
+                                      ME_PROVIDERS, ME_SUB_STATUS, ME_SUB_INTERVAL};
+
+static void put_providers(struct ink_sb *sb, const char *list)
 {
-    if (PQntuples(r) != 1)
-        return INK_UNAUTHORIZED;
-    json_t *me = ink_user_json(r, 0);
-    json_t *providers = json_array();
-    const char *list = ink_db_str(r, 0, 6);
-    while (list && *list) {
+    ink_jt_key(sb, "providers");
+    ink_sb_puts(sb, "[");
+    for (bool first = true; list && *list; first = false) {
         size_t n = strcspn(list, ",");
-        json_array_append_new(providers, json_stringn(list, n));
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)n, list);
+        ink_sb_puts(sb, first ? "\"" : ",\"");
+        ink_sb_escaped(sb, INK_ESC_JSON, name, ink_sb_room(sb));
+        ink_sb_puts(sb, "\"");
         list += n + (list[n] == ',');
     }
-    json_object_set_new(me, "emailVerified", json_boolean(PQgetvalue(r, 0, 11)[0] == 't'));
-    json_object_set_new(me, "hasPassword", json_boolean(PQgetvalue(r, 0, 5)[0] == 't'));
-    json_object_set_new(me, "providers", providers);
-    const char *status = ink_db_str(r, 0, 7);
-    json_object_set_new(me, "plan", json_string(ink_plan_name(status)));
-    json_object_set_new(me, "subscription",
-                        ink_plan_me_subscription(status, ink_db_str(r, 0, 8),
-                                                 ink_db_str(r, 0, 9) ? ink_db_ll(r, 0, 9) : 0,
-                                                 status && PQgetvalue(r, 0, 10)[0] == 't'));
-    *out = me;
+    ink_sb_puts(sb, "]");
+}
+
+enum ink_status ink_account_me_from(const PGresult *r, char **out)
+{
+    *out = NULL;
+    if (PQntuples(r) != 1)
+        return INK_UNAUTHORIZED;
+    size_t cap = ME_FIXED_BYTES;
+    for (size_t i = 0; i < sizeof ME_TEXT_COLUMNS / sizeof ME_TEXT_COLUMNS[0]; i++)
+        cap += INK_JT_ESCAPED_MAX((size_t)PQgetlength(r, 0, ME_TEXT_COLUMNS[i]));
+    char *text = ink_malloc(cap);
+    struct ink_sb sb;
+    ink_sb_init(&sb, text, cap);
+    const char *status = ink_db_str(r, 0, ME_SUB_STATUS);
+    ink_sb_puts(&sb, "{");
+    ink_jt_str(&sb, "id", PQgetvalue(r, 0, ME_ID));
+    ink_jt_str(&sb, "email", PQgetvalue(r, 0, ME_EMAIL));
+    ink_jt_str(&sb, "username", PQgetvalue(r, 0, ME_USERNAME));
+    ink_jt_time(&sb, "createdAt", ink_db_ll(r, 0, ME_CREATED));
+    ink_jt_time(&sb, "updatedAt", ink_db_ll(r, 0, ME_UPDATED));
+    ink_jt_bool(&sb, "emailVerified", PQgetvalue(r, 0, ME_VERIFIED)[0] == 't');
+    ink_jt_bool(&sb, "hasPassword", PQgetvalue(r, 0, ME_HAS_PASSWORD)[0] == 't');
+    put_providers(&sb, ink_db_str(r, 0, ME_PROVIDERS));
+    ink_jt_str(&sb, "plan", ink_plan_name(status));
+    ink_jt_key(&sb, "subscription");
+    ink_plan_write_me_subscription(&sb, status, ink_db_str(r, 0, ME_SUB_INTERVAL),
+                                   ink_db_str(r, 0, ME_SUB_END) ? ink_db_ll(r, 0, ME_SUB_END) : 0,
+                                   status && PQgetvalue(r, 0, ME_SUB_CANCEL)[0] == 't');
+    ink_sb_puts(&sb, "}");
+    if (sb.truncated)
+        abort(); /* the bound above is wrong: a bug, never input */
+    *out = text;
     return INK_OK;
 }
 
@@ -393,7 +442,7 @@ static const struct ink_sql SQL_UPDATE_PROFILE = {
     " FROM old WHERE id = $1 RETURNING $3::text IS NOT NULL AND $3::text <> old.email"};
 
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email_in,
-                                   const char *current_password, json_t **out, struct ink_err *err)
+                                   const char *current_password, char **out, struct ink_err *err)
 {
     char email[INK_EMAIL_MAX + 1];
     *out = NULL;

@@ -107,9 +107,9 @@ static enum ink_status me_reply(struct ink_req *req, struct ink_batched_call *ca
                                 const PGresult *r)
 {
     (void)call;
-    json_t *me;
+    char *me;
     enum ink_status st = ink_account_me_from(r, &me);
-    return st == INK_OK ? ink_reply(req, 200, me) : st;
+    return st == INK_OK ? ink_reply_json_text(req, 200, me) : st;
 }
 
 const struct ink_batched ink_batched_me = {&ink_account_me_sql, false, NULL, me_reply};
@@ -128,11 +128,11 @@ enum ink_status ink_h_me_update(struct ink_req *req)
         return ink_fail(req, INK_INVALID, "invalid_request",
                         "username, email and currentPassword must be strings.");
     struct ink_err err = {0};
-    json_t *me;
+    char *me;
     enum ink_status st = ink_account_update(req->auth.user_id, username, email, current, &me, &err);
     if (st != INK_OK)
         return ink_fail_err(req, st, &err);
-    return ink_reply(req, 200, me);
+    return ink_reply_json_text(req, 200, me);
 }
 
 enum ink_status ink_h_password(struct ink_req *req)

@@ -1,6 +1,6 @@
 #include "inklet/plan.h"
 
-#include "inklet/json.h"
+#include "inklet/json_text.h"
 
 #include <string.h>
 
@@ -51,12 +51,18 @@ const char *ink_plan_name(const char *status)
     return ink_plan_status_is_live(status) ? INK_PLAN_PRO : INK_PLAN_FREE;
 }
 
-json_t *ink_plan_me_subscription(const char *status, const char *interval, long long period_end,
-                                 bool cancel_at_period_end)
+void ink_plan_write_me_subscription(struct ink_sb *sb, const char *status, const char *interval,
+                                    long long period_end, bool cancel_at_period_end)
 {
-    if (!status || strcmp(status, "none") == 0)
-        return json_null();
-    return json_pack("{s:s,s:s,s:o,s:o,s:b}", "status", status, "plan", INK_PLAN_PRO, "interval",
-                     ink_json_str_or_null(interval), "currentPeriodEnd", ink_json_time(period_end),
-                     "cancelAtPeriodEnd", cancel_at_period_end);
+    if (!status || strcmp(status, "none") == 0) {
+        ink_sb_puts(sb, "null");
+        return;
+    }
+    ink_sb_puts(sb, "{");
+    ink_jt_str(sb, "status", status);
+    ink_jt_str(sb, "plan", INK_PLAN_PRO);
+    ink_jt_str(sb, "interval", interval);
+    ink_jt_time(sb, "currentPeriodEnd", period_end);
+    ink_jt_bool(sb, "cancelAtPeriodEnd", cancel_at_period_end);
+    ink_sb_puts(sb, "}");
 }

@@ -2,8 +2,7 @@
 #include "devices_internal.h"
 #include "inklet/devices.h"
 #include "inklet/alloc.h"
-#include "inklet/strbuf.h"
-#include "inklet/timeutil.h"
+#include "inklet/json_text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +21,6 @@ size_t ink_utf8_chars(const char *s)
  * was more than half of its instructions (docs/performance.md). The buffer is sized from the
  * row first (an escaped byte takes at most 6), so nothing is ever cut. */
 #define DEVICE_FIXED_BYTES 512 /* the keys, punctuation, three timestamps, battery, online */
-#define ESCAPED_MAX(n) (6 * (n))
 
 static const int TEXT_COLUMNS[] = {C_ID, C_HW, C_THING, C_FW, C_OWNER, C_CODE, C_STATE, C_NICK};
 
@@ -30,42 +28,18 @@ static size_t device_bound(const PGresult *r, int row)
 {
     size_t n = DEVICE_FIXED_BYTES;
     for (size_t i = 0; i < sizeof TEXT_COLUMNS / sizeof TEXT_COLUMNS[0]; i++)
-        n += ESCAPED_MAX((size_t)PQgetlength(r, row, TEXT_COLUMNS[i]));
+        n += INK_JT_ESCAPED_MAX((size_t)PQgetlength(r, row, TEXT_COLUMNS[i]));
     return n;
-}
-
-/* "key": with the comma before it unless it opens the object */
-static void put_key(struct ink_sb *sb, const char *key)
-{
-    ink_sb_puts(sb, sb->buf[sb->len - 1] == '{' ? "\"" : ",\"");
-    ink_sb_puts(sb, key);
-    ink_sb_puts(sb, "\":");
 }
 
 static void put_str(struct ink_sb *sb, const char *key, const PGresult *r, int row, int col)
 {
-    put_key(sb, key);
-    const char *v = ink_db_str(r, row, col);
-    if (!v) {
-        ink_sb_puts(sb, "null");
-        return;
-    }
-    ink_sb_puts(sb, "\"");
-    ink_sb_escaped(sb, INK_ESC_JSON, v, ink_sb_room(sb));
-    ink_sb_puts(sb, "\"");
+    ink_jt_str(sb, key, ink_db_str(r, row, col));
 }
 
 static void put_time(struct ink_sb *sb, const char *key, const PGresult *r, int row, int col)
 {
-    put_key(sb, key);
-    long long epoch = ink_db_ll(r, row, col);
-    if (epoch <= 0) {
-        ink_sb_puts(sb, "null");
-        return;
-    }
-    char t[21];
-    ink_time_rfc3339((time_t)epoch, t);
-    ink_sb_printf(sb, "\"%s\"", t);
+    ink_jt_time(sb, key, ink_db_ll(r, row, col));
 }
 
 static void device_write(struct ink_sb *sb, const PGresult *r, int row)
@@ -75,13 +49,12 @@ static void device_write(struct ink_sb *sb, const PGresult *r, int row)
     put_str(sb, "hwId", r, row, C_HW);
     put_str(sb, "thingName", r, row, C_THING);
     put_str(sb, "firmware", r, row, C_FW);
-    put_key(sb, "battery");
+    ink_jt_key(sb, "battery");
     if (PQgetisnull(r, row, C_BATT))
         ink_sb_puts(sb, "null");
     else
         ink_sb_printf(sb, "%lld", ink_db_ll(r, row, C_BATT));
-    put_key(sb, "online");
-    ink_sb_puts(sb, PQgetvalue(r, row, C_ONLINE)[0] == 't' ? "true" : "false");
+    ink_jt_bool(sb, "online", PQgetvalue(r, row, C_ONLINE)[0] == 't');
     put_time(sb, "lastSeenAt", r, row, C_SEEN);
     put_str(sb, "ownerId", r, row, C_OWNER);
     put_time(sb, "boundAt", r, row, C_BOUND);
