@@ -163,7 +163,7 @@ pgbench_run() {
   hdr "$name: pgbench -M prepared -c $conns -j $THREADS -T $DURATION -f bench/sql/$name.sql${opts:+ (PGOPTIONS=$opts)}"
   PGOPTIONS="$opts" pgbench -n -M prepared -c "$conns" -j "$THREADS" -T "$DURATION" \
     -f "$SQL_DIR/$name.sql" -D uid="$USER_ID" -D run="$RUN" -D k=0 -D idle_ttl=2592000 \
-    -D thing="$TAG-" -D devices="$FLEET" -D newid="$(cat /proc/sys/kernel/random/uuid)" \
+    -D thing="$TAG-" -D devices="$FLEET" -D clients="$conns" -D newid="$(cat /proc/sys/kernel/random/uuid)" \
     -D fw=1.0.1 -D cmd_ttl=86400 -D payload='{"text":"limits"}' -D cus="cus_$TAG" \
     -D created="$now" -D screated="$((now - 86400))" -D pstart="$((now - 86400))" \
     -D pend="$((now + 29 * 86400))" "$DATABASE_URL" 2>&1 | tee "$f"
