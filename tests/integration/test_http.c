@@ -667,7 +667,7 @@ static void test_connections_per_address_are_capped(void **state)
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
-/* ---- reads share round trips (inklet/reads.h) ----------------------------------------------- */
+/* ---- reads share round trips (inklet/batched.h) --------------------------------------------- */
 
 #define READERS 24
 #define READS_EACH 30
