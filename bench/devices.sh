@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/devices.sh — device benchmarks against a running bench/serve.sh (see bench/README.md):
-#   list     GET /api/devices for a user with 5 bound devices, wrk -t2 -c64
+#   list     GET /api/devices for LIST_USERS users with 5 bound devices each, in turn, wrk -t2 -c64
 #   ingest   heartbeats over MQTT from DEVICES publishers × MESSAGES each (QoS 1), paced at RATE
 #            messages/s in total; timed until inkletd has processed every message (metric
 #            inklet_mqtt_messages_processed_total), then every device's row is checked against
@@ -8,7 +8,8 @@
 #
 #   bench/serve.sh &  bench/devices.sh            # both scenarios
 #
-# Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12), DEVICES (50), MESSAGES (500),
+# Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12), LIST_USERS (16), DEVICES (50),
+#   MESSAGES (500),
 #   RATE (2500 messages/s),
 #   INKLET_RUN_DIR (.run/bench: where serve.sh keeps PostgreSQL and the broker),
 #   FACTORY_SECRET (the development value), MQTT_URL / DATABASE_URL (else read from the run dir).
@@ -19,6 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 BASE_URL="${BASE_URL:-http://127.0.0.1:4000}"
 DURATION="${DURATION:-12}"
+LIST_USERS="${LIST_USERS:-16}"
 DEVICES="${DEVICES:-50}"
 MESSAGES="${MESSAGES:-500}"
 RATE="${RATE:-2500}"
@@ -45,26 +47,35 @@ heartbeat() { # heartbeat THING HWID SEQ -> one JSON line
 curl -fsS -o /dev/null --max-time 5 "$BASE_URL/health" || die "no server at $BASE_URL (start bench/serve.sh)"
 command -v mosquitto_pub >/dev/null || die "mosquitto_pub missing (apt-get install mosquitto-clients)"
 
+# LIST_USERS users with 5 bound devices each; every request another user's (lua/bearers.lua), as
+# for GET /auth/me in bench/run.sh. LIST_USERS=1 measures the single-user shape.
 scenario_list() {
-  local tag user token i hw thing r
+  local tag user token i u hw thing r tokens="${BENCH_OUT:-${TMPDIR:-/tmp}}/devices_tokens.$$"
   tag="$(date +%s)$RANDOM"
-  user="devbench_$tag"
-  r="$(post /auth/register "{\"email\":\"$user@bench.invalid\",\"username\":\"$user\",\"password\":\"BenchPass_$tag\"}")"
-  token="$(printf '%s' "$r" | json_field accessToken)"
-  [[ -n "$token" ]] || die "register failed: $r"
-  for i in 1 2 3 4 5; do
-    hw="$(uuid)"
-    thing="bench-$tag-$i"
-    heartbeat "$thing" "$hw" 0 | mosquitto_pub -i "$thing" -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/$thing/up/heartbeat" -l
-    for _ in $(seq 50); do
-      r="$(post /api/devices/bind/nfc "{\"payload\":\"inklet:1:$hw:$(sign "$hw")\"}" "$token")"
-      [[ "$r" == *'"ownerId"'* ]] && break
-      sleep 0.1
+  : >"$tokens"
+  for ((u = 0; u < LIST_USERS; u++)); do
+    user="devbench_${tag}_$u"
+    r="$(post /auth/register "{\"email\":\"$user@bench.invalid\",\"username\":\"$user\",\"password\":\"BenchPass_$tag\"}")"
+    token="$(printf '%s' "$r" | json_field accessToken)"
+    [[ -n "$token" ]] || die "register failed: $r"
+    echo "$token" >>"$tokens"
+    for i in 1 2 3 4 5; do
+      hw="$(uuid)"
+      thing="bench-$tag-$u-$i"
+      heartbeat "$thing" "$hw" 0 | mosquitto_pub -i "$thing" -h "$MQTT_HOST" -p "$MQTT_PORT" -q 1 -t "inklet/dev/$thing/up/heartbeat" -l
+      for _ in $(seq 50); do
+        r="$(post /api/devices/bind/nfc "{\"payload\":\"inklet:1:$hw:$(sign "$hw")\"}" "$token")"
+        [[ "$r" == *'"ownerId"'* ]] && break
+        sleep 0.1
+      done
+      [[ "$r" == *'"ownerId"'* ]] || die "binding device $i of user $u failed: $r"
     done
-    [[ "$r" == *'"ownerId"'* ]] || die "binding device $i failed: $r"
   done
-  printf '\n### GET /api/devices (5 devices), 2 threads, 64 connections, %ss\n' "$DURATION"
-  wrk -t2 -c64 -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "$BASE_URL/api/devices"
+  printf '\n### GET /api/devices (%s users with 5 devices each, in turn), 2 threads, 64 connections, %ss\n' \
+    "$LIST_USERS" "$DURATION"
+  wrk -t2 -c64 -d"${DURATION}s" --latency -s "$ROOT/bench/lua/bearers.lua" "$BASE_URL/api/devices" \
+    -- "$tokens"
+  rm -f "$tokens"
 }
 
 # One publisher per device, paced: every 100 ms it writes its share of lines to mosquitto_pub -l.

@@ -11,7 +11,7 @@
 #   bench/run.sh limits       # only the ceilings
 #
 # Environment: BASE_URL (http://127.0.0.1:4000), DURATION (12 s per scenario), THREADS (2),
-#   REFRESH_CONNECTIONS (32), WEBHOOK_EVENTS (150000), WEBHOOK_CONNECTIONS (32),
+#   ME_USERS (64: the users whose requests GET /auth/me takes in turn), REFRESH_CONNECTIONS (32), WEBHOOK_EVENTS (150000), WEBHOOK_CONNECTIONS (32),
 #   STRIPE_WEBHOOK_SECRET (whsec_inklet_fake, as bench/serve.sh sets it), SOAK_REQUESTS (1000000), SOAK_CONNECTIONS (64),
 #   SOAK_SAMPLE_SECONDS (5), SOAK_MAX_SECONDS (1800), INKLETD_PID (else .run/bench/inkletd.pid,
 #   .run/inkletd.pid, or pgrep), BENCH_WAIT (seconds to wait for the server, 900),
@@ -31,6 +31,7 @@ BASE_URL="${BASE_URL%/}"
 DURATION="${DURATION:-12}"
 THREADS="${THREADS:-2}"
 REFRESH_CONNECTIONS="${REFRESH_CONNECTIONS:-32}"
+ME_USERS="${ME_USERS:-64}"
 WEBHOOK_EVENTS="${WEBHOOK_EVENTS:-150000}"
 WEBHOOK_CONNECTIONS="${WEBHOOK_CONNECTIONS:-32}"
 SOAK_REQUESTS="${SOAK_REQUESTS:-1000000}"
@@ -152,10 +153,24 @@ scenario_health() {
   summarize health
 }
 
+# Many users, each request another's (lua/bearers.lua): the server shares one statement among
+# the concurrent reads of one route, and with one user that statement would return one row for
+# them all, flattering it. ME_USERS=1 measures the single-user shape.
 scenario_me() {
-  hdr "GET /auth/me (Bearer), $THREADS threads, 64 connections, ${DURATION}s"
-  run_wrk me -t"$THREADS" -c64 -d"${DURATION}s" --latency \
-    -H "Authorization: Bearer $TOKEN" "$BASE_URL/auth/me"
+  local tokens="$OUT/me_tokens.txt" i r tok
+  echo "$TOKEN" >"$tokens"
+  for ((i = 1; i < ME_USERS; i++)); do
+    r="$(http_json POST /auth/register \
+      "{\"email\":\"${BENCH_USER}_$i@bench.invalid\",\"username\":\"${BENCH_USER}_$i\",\"password\":\"$BENCH_PASS\"}")"
+    need_2xx register "$r"
+    tok="$(printf '%s' "${r% *}" | json_field accessToken)"
+    [[ -n "$tok" ]] || die "no accessToken in the register response"
+    echo "$tok" >>"$tokens"
+  done
+  hdr "GET /auth/me (Bearer, $ME_USERS users in turn), $THREADS threads, 64 connections, ${DURATION}s"
+  run_wrk me -t"$THREADS" -c64 -d"${DURATION}s" --latency -s "$LUA/bearers.lua" \
+    "$BASE_URL/auth/me" -- "$tokens"
+  rm -f "$tokens"
   summarize me
 }
 
@@ -308,7 +323,7 @@ run_commands_sh() { # run_commands_sh SCENARIO
 scenario_commands() { run_commands_sh commands; }
 # devices (GET /api/devices, 5 devices), ingest (MQTT heartbeats): bench/devices.sh
 scenario_devices() {
-  BASE_URL="$BASE_URL" DURATION="$DURATION" "$ROOT/bench/devices.sh" list 2>&1 | tee "$OUT/devices.txt"
+  BASE_URL="$BASE_URL" DURATION="$DURATION" BENCH_OUT="$OUT" "$ROOT/bench/devices.sh" list 2>&1 | tee "$OUT/devices.txt"
   summarize devices
 }
 scenario_ingest() {
