@@ -38,9 +38,13 @@ void ink_account_login_stats(unsigned long long out[INK_LOGIN_RESULTS]);
  *  exists. */
 enum ink_status ink_account_me(const char *user_id, char **out);
 /** The same in two halves, for GET /auth/me batched (inklet/batched.h): the statement ($1 the
- *  user id) and the object from its result. */
+ *  user id) and the object from its rows [row, row + count) (INK_UNAUTHORIZED unless one). */
 extern const struct ink_sql ink_account_me_sql;
-enum ink_status ink_account_me_from(const PGresult *r, char **out);
+enum ink_status ink_account_me_from(const PGresult *r, int row, int count, char **out);
+/** ink_account_me_sql for many users at once ($1 a uuid[]): a row per user that exists, the id
+ *  in column INK_ACCOUNT_ME_ID_COLUMN. */
+extern const struct ink_sql ink_account_me_many_sql;
+#define INK_ACCOUNT_ME_ID_COLUMN 0
 /** PATCH /auth/me; *out is the updated GET /auth/me object. Any of username/email may be NULL. */
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email,
                                    const char *current_password, char **out, struct ink_err *err);

@@ -2,9 +2,10 @@
  *  (reads of the signed-in user) and POST /auth/refresh (a write: one rotation). Under load the
  *  request lane runs the statements of several such requests in one database round trip
  *  (ink_db_batch): one wake-up of a worker, one send, one poll and one wake-up of PostgreSQL for
- *  the lot instead of one each, and for writes one commit, so one WAL flush. Reads and writes
- *  never share a batch: a read must not wait for a commit. A route marks itself batched in the
- *  route table; its handler is the same statement run alone (ink_batched_run). */
+ *  the lot instead of one each, and for writes one commit, so one WAL flush. The reads of one
+ *  route in a batch go further and share one statement (`shared`). Reads and writes never
+ *  share a batch: a read must not wait for a commit. A route marks itself batched in the route
+ *  table; its handler is the same statement run alone (ink_batched_run). */
 #ifndef INKLET_BATCHED_H
 #define INKLET_BATCHED_H
 #include "inklet/auth.h"
@@ -13,10 +14,12 @@
 
 #define INK_BATCHED_PARAMS 4
 
-/** One request's statement: its parameters, and the route's own state from bind to reply. */
+/** One request's statement: its parameters, the rows of the result that are its own (all of
+ *  them unless the statement was shared), and the route's own state from bind to reply. */
 struct ink_batched_call {
     const char *params[INK_BATCHED_PARAMS];
     int nparams;
+    int row, nrows;
     union {
         struct ink_rotation rotation; /* POST /auth/refresh */
     } state;
@@ -32,9 +35,24 @@ struct ink_batched {
      * INK_OK answers the request with it and runs nothing. NULL: the one parameter is the
      * signed-in user's id. */
     enum ink_status (*bind)(struct ink_req *req, struct ink_batched_call *call);
-    /* builds the response from the statement's result (not cleared by it) */
+    /* builds the response from rows [call->row, call->row + call->nrows) of the statement's
+     * result (not cleared by it) */
     enum ink_status (*reply)(struct ink_req *req, struct ink_batched_call *call, const PGresult *r);
+    /* Optional, for reads whose one parameter is the signed-in user's id (bind NULL): `sql` for
+     * many users at once, $1 a uuid[] of their ids; its rows are those `sql` gives each user, a
+     * user's rows adjacent and in `sql`'s order, each with the user's id in `key_column`. Two or
+     * more requests of the route in one batch then share this one statement, so PostgreSQL pays
+     * a statement's fixed cost (executor start-up, snapshot, result framing) once for them all;
+     * each reply sees only its own rows. */
+    const struct ink_sql *shared;
+    int key_column;
 };
+
+/** Requests answered by a shared statement, and those statements (so their mean size). */
+struct ink_batched_stats {
+    unsigned long long shared_requests, shared_statements;
+};
+void ink_batched_stats(struct ink_batched_stats *out);
 
 /** Runs one request's statement alone: bind, the statement, reply. */
 enum ink_status ink_batched_run(const struct ink_batched *b, struct ink_req *req);

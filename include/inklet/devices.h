@@ -18,6 +18,12 @@ enum ink_status ink_devices_list(const char *user_id, char **out);
  *  user id) and the list from its result (malloc'd JSON text). */
 extern const struct ink_sql ink_devices_of_sql;
 char *ink_devices_json(const PGresult *r);
+/** ink_devices_of_sql for many users at once ($1 a uuid[]): every one's devices, a user's rows
+ *  adjacent and in ink_devices_of_sql's order, the owner in column INK_DEVICES_OWNER_COLUMN;
+ *  ink_devices_json_rows makes one user's list from their rows [first, first + count). */
+extern const struct ink_sql ink_devices_of_many_sql;
+#define INK_DEVICES_OWNER_COLUMN 6
+char *ink_devices_json_rows(const PGresult *r, int first, int count);
 /** INK_NOT_FOUND / INK_FORBIDDEN (exists, another owner). */
 enum ink_status ink_device_get(const char *user_id, const char *device_id, char **out);
 enum ink_status ink_device_bind_code(const char *user_id, const char *code, char **out,

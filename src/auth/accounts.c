@@ -273,13 +273,17 @@ out:
 
 /* ---- profile ------------------------------------------------------------------------------ */
 
-const struct ink_sql ink_account_me_sql = {
-    "account_me", "SELECT " USER_COLUMNS ", password_hash IS NOT NULL,"
-                  " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"
-                  "  WHERE user_id = users.id),"
-                  " sub.status, sub.interval, extract(epoch FROM sub.current_period_end)::bigint,"
-                  " sub.cancel_at_period_end, email_verified_at IS NOT NULL"
-                  " FROM users" INK_SQL_JOIN_CURRENT_SUBSCRIPTION("users.id") " WHERE id = $1"};
+#define ME_SELECT                                                                                  \
+    "SELECT " USER_COLUMNS ", password_hash IS NOT NULL,"                                          \
+    " (SELECT string_agg(provider, ',' ORDER BY provider) FROM oauth_identities"                   \
+    "  WHERE user_id = users.id),"                                                                 \
+    " sub.status, sub.interval, extract(epoch FROM sub.current_period_end)::bigint,"               \
+    " sub.cancel_at_period_end, email_verified_at IS NOT NULL"                                     \
+    " FROM users" INK_SQL_JOIN_CURRENT_SUBSCRIPTION("users.id")
+
+const struct ink_sql ink_account_me_sql = {"account_me", ME_SELECT " WHERE id = $1"};
+const struct ink_sql ink_account_me_many_sql = {"account_me_many",
+                                                ME_SELECT " WHERE id = ANY($1::uuid[])"};
 
 enum ink_status ink_account_me(const char *user_id, char **out)
 {
@@ -287,7 +291,7 @@ enum ink_status ink_account_me(const char *user_id, char **out)
     enum ink_status st = ink_db_query(&ink_account_me_sql, 1, (const char *[]){user_id}, &r);
     if (st != INK_OK)
         return st;
-    st = ink_account_me_from(r, out);
+    st = ink_account_me_from(r, 0, PQntuples(r), out);
     PQclear(r);
     return st;
 }
@@ -307,6 +311,7 @@ enum {
     ME_SUB_CANCEL,
     ME_VERIFIED
 };
+_Static_assert(ME_ID == INK_ACCOUNT_ME_ID_COLUMN, "the id's column in ink_account_me_sql");
 
 /* The object is written as text straight from the row, like the device objects (GET /auth/me
  * is the hottest route after them; the jansson tree was about a tenth of its CPU). The buffer
@@ -332,32 +337,33 @@ static void put_providers(struct ink_sb *sb, const char *list)
     ink_sb_puts(sb, "]");
 }
 
-enum ink_status ink_account_me_from(const PGresult *r, char **out)
+enum ink_status ink_account_me_from(const PGresult *r, int row, int count, char **out)
 {
     *out = NULL;
-    if (PQntuples(r) != 1)
+    if (count != 1)
         return INK_UNAUTHORIZED;
     size_t cap = ME_FIXED_BYTES;
     for (size_t i = 0; i < sizeof ME_TEXT_COLUMNS / sizeof ME_TEXT_COLUMNS[0]; i++)
-        cap += INK_JT_ESCAPED_MAX((size_t)PQgetlength(r, 0, ME_TEXT_COLUMNS[i]));
+        cap += INK_JT_ESCAPED_MAX((size_t)PQgetlength(r, row, ME_TEXT_COLUMNS[i]));
     char *text = ink_malloc(cap);
     struct ink_sb sb;
     ink_sb_init(&sb, text, cap);
-    const char *status = ink_db_str(r, 0, ME_SUB_STATUS);
+    const char *status = ink_db_str(r, row, ME_SUB_STATUS);
     ink_sb_puts(&sb, "{");
-    ink_jt_str(&sb, "id", PQgetvalue(r, 0, ME_ID));
-    ink_jt_str(&sb, "email", PQgetvalue(r, 0, ME_EMAIL));
-    ink_jt_str(&sb, "username", PQgetvalue(r, 0, ME_USERNAME));
-    ink_jt_time(&sb, "createdAt", ink_db_ll(r, 0, ME_CREATED));
-    ink_jt_time(&sb, "updatedAt", ink_db_ll(r, 0, ME_UPDATED));
-    ink_jt_bool(&sb, "emailVerified", PQgetvalue(r, 0, ME_VERIFIED)[0] == 't');
-    ink_jt_bool(&sb, "hasPassword", PQgetvalue(r, 0, ME_HAS_PASSWORD)[0] == 't');
-    put_providers(&sb, ink_db_str(r, 0, ME_PROVIDERS));
+    ink_jt_str(&sb, "id", PQgetvalue(r, row, ME_ID));
+    ink_jt_str(&sb, "email", PQgetvalue(r, row, ME_EMAIL));
+    ink_jt_str(&sb, "username", PQgetvalue(r, row, ME_USERNAME));
+    ink_jt_time(&sb, "createdAt", ink_db_ll(r, row, ME_CREATED));
+    ink_jt_time(&sb, "updatedAt", ink_db_ll(r, row, ME_UPDATED));
+    ink_jt_bool(&sb, "emailVerified", PQgetvalue(r, row, ME_VERIFIED)[0] == 't');
+    ink_jt_bool(&sb, "hasPassword", PQgetvalue(r, row, ME_HAS_PASSWORD)[0] == 't');
+    put_providers(&sb, ink_db_str(r, row, ME_PROVIDERS));
     ink_jt_str(&sb, "plan", ink_plan_name(status));
     ink_jt_key(&sb, "subscription");
-    ink_plan_write_me_subscription(&sb, status, ink_db_str(r, 0, ME_SUB_INTERVAL),
-                                   ink_db_str(r, 0, ME_SUB_END) ? ink_db_ll(r, 0, ME_SUB_END) : 0,
-                                   status && PQgetvalue(r, 0, ME_SUB_CANCEL)[0] == 't');
+    ink_plan_write_me_subscription(&sb, status, ink_db_str(r, row, ME_SUB_INTERVAL),
+                                   ink_db_str(r, row, ME_SUB_END) ? ink_db_ll(r, row, ME_SUB_END)
+                                                                  : 0,
+                                   status && PQgetvalue(r, row, ME_SUB_CANCEL)[0] == 't');
     ink_sb_puts(&sb, "}");
     if (sb.truncated)
         abort(); /* the bound above is wrong: a bug, never input */

@@ -80,8 +80,8 @@ static enum ink_status refresh_reply(struct ink_req *req, struct ink_batched_cal
     return ink_reply(req, 200, body);
 }
 
-const struct ink_batched ink_batched_refresh = {&ink_session_rotate_sql, true, refresh_bind,
-                                                refresh_reply};
+const struct ink_batched ink_batched_refresh = {
+    .sql = &ink_session_rotate_sql, .writes = true, .bind = refresh_bind, .reply = refresh_reply};
 
 enum ink_status ink_h_refresh(struct ink_req *req)
 {
@@ -106,13 +106,15 @@ enum ink_status ink_h_logout(struct ink_req *req)
 static enum ink_status me_reply(struct ink_req *req, struct ink_batched_call *call,
                                 const PGresult *r)
 {
-    (void)call;
     char *me;
-    enum ink_status st = ink_account_me_from(r, &me);
+    enum ink_status st = ink_account_me_from(r, call->row, call->nrows, &me);
     return st == INK_OK ? ink_reply_json_text(req, 200, me) : st;
 }
 
-const struct ink_batched ink_batched_me = {&ink_account_me_sql, false, NULL, me_reply};
+const struct ink_batched ink_batched_me = {.sql = &ink_account_me_sql,
+                                           .reply = me_reply,
+                                           .shared = &ink_account_me_many_sql,
+                                           .key_column = INK_ACCOUNT_ME_ID_COLUMN};
 
 enum ink_status ink_h_me(struct ink_req *req)
 {

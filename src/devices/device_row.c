@@ -92,7 +92,12 @@ char *ink_device_json(const PGresult *r, int row)
 
 char *ink_devices_json(const PGresult *r)
 {
-    return render(r, 0, PQntuples(r), true);
+    return ink_devices_json_rows(r, 0, PQntuples(r));
+}
+
+char *ink_devices_json_rows(const PGresult *r, int first, int count)
+{
+    return render(r, first, count, true);
 }
 
 static const struct ink_sql SQL_DEVICE_BY_ID = {"device_by_id", "SELECT " DEVICE_COLUMNS

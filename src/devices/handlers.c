@@ -47,11 +47,13 @@ static enum ink_status bind_allowed(struct ink_req *req)
 static enum ink_status devices_reply(struct ink_req *req, struct ink_batched_call *call,
                                      const PGresult *r)
 {
-    (void)call;
-    return ink_reply_json_text(req, 200, ink_devices_json(r));
+    return ink_reply_json_text(req, 200, ink_devices_json_rows(r, call->row, call->nrows));
 }
 
-const struct ink_batched ink_batched_devices = {&ink_devices_of_sql, false, NULL, devices_reply};
+const struct ink_batched ink_batched_devices = {.sql = &ink_devices_of_sql,
+                                                .reply = devices_reply,
+                                                .shared = &ink_devices_of_many_sql,
+                                                .key_column = INK_DEVICES_OWNER_COLUMN};
 
 enum ink_status ink_h_devices_list(struct ink_req *req)
 {

@@ -27,6 +27,11 @@ const struct ink_sql ink_devices_of_sql = {"devices_of", "SELECT " DEVICE_COLUMN
                                                          " FROM devices d WHERE d.owner_id = $1"
                                                          " ORDER BY d.bound_at DESC, d.id DESC"};
 
+const struct ink_sql ink_devices_of_many_sql = {
+    "devices_of_many", "SELECT " DEVICE_COLUMNS " FROM devices d WHERE d.owner_id = ANY($1::uuid[])"
+                       " ORDER BY d.owner_id, d.bound_at DESC, d.id DESC"};
+_Static_assert(INK_DEVICES_OWNER_COLUMN == C_OWNER, "the owner's column in DEVICE_COLUMNS");
+
 enum ink_status ink_devices_list(const char *user_id, char **out)
 {
     PGresult *r;

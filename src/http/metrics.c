@@ -2,6 +2,7 @@
 
 #include "inklet/accounts.h"
 #include "inklet/alloc.h"
+#include "inklet/batched.h"
 #include "inklet/billing.h"
 #include "inklet/broker.h"
 #include "inklet/buf.h"
@@ -150,6 +151,14 @@ static void render_workers(struct ink_buf *b)
     family(b, "inklet_db_batched_statements_total", "counter",
            "Statements sent in those round trips; divided by the batches: the mean batch size.");
     appendf(b, "inklet_db_batched_statements_total %llu\n", db.batched);
+    struct ink_batched_stats shared;
+    ink_batched_stats(&shared);
+    family(b, "inklet_db_shared_statements_total", "counter",
+           "Statements that answered the reads of several requests of one route at once.");
+    appendf(b, "inklet_db_shared_statements_total %llu\n", shared.shared_statements);
+    family(b, "inklet_db_shared_statement_requests_total", "counter",
+           "Requests answered by those statements; divided by them: the mean number sharing one.");
+    appendf(b, "inklet_db_shared_statement_requests_total %llu\n", shared.shared_requests);
     family(b, "inklet_db_batch_retries_total", "counter",
            "Batches of writes in which a statement failed, so that every one ran again alone.");
     appendf(b, "inklet_db_batch_retries_total %llu\n", db.batch_retries);
