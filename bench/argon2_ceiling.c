@@ -5,7 +5,9 @@
  *
  * Parameters: ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_PARALLELISM from the environment,
  * else the server's defaults (src/core/config.c: 19456 KiB, 2, 1). A login costs one
- * argon2id_verify, which is the same work as one hash with the parameters of the stored hash.
+ * verification, which is the same work as one hash with the parameters of the stored hash. Each
+ * thread here hashes in one buffer it keeps (malloc hands the same memory back), as each of the
+ * server's hashing slots does (src/auth/password.c).
  * Prints key=value lines: argon2_threads, argon2_m_kib, argon2_t, argon2_p, argon2_hashes,
  * argon2_seconds, argon2_hashes_per_s. Build: cc -O2 -pthread argon2_ceiling.c -largon2 */
 #include <argon2.h>

@@ -1,6 +1,7 @@
 /** Password policy and argon2id hashing with a cap on concurrent hashes.
- *  Hashing is CPU- and memory-heavy (~28 ms, 19 MiB each), so at most `concurrency` run at once;
- *  excess callers wait briefly and then get INK_UNAVAILABLE. */
+ *  Hashing is CPU- and memory-heavy (~18 ms, 19 MiB each), so at most `concurrency` run at once;
+ *  excess callers wait briefly and then get INK_UNAVAILABLE. Each of those slots hashes in its
+ *  own memory, mapped once and wiped after every hash. */
 #ifndef INKLET_PASSWORD_H
 #define INKLET_PASSWORD_H
 #include "inklet/config.h"
@@ -22,10 +23,15 @@ struct ink_argon2_params {
 #define INK_PHC_MAX_T INK_ARGON2_MAX_T
 #define INK_PHC_MAX_P INK_ARGON2_MAX_P
 
+#define INK_PHC_MAX_SALT 64
+#define INK_PHC_MAX_HASH 64
+
 struct ink_phc {
     struct ink_argon2_params params;
     size_t salt_len; /* decoded bytes */
     size_t hash_len; /* decoded bytes */
+    uint8_t salt[INK_PHC_MAX_SALT];
+    uint8_t hash[INK_PHC_MAX_HASH];
 };
 
 /** Configures parameters and concurrency, and prepares the dummy hash used to equalize timing.
@@ -50,6 +56,13 @@ enum ink_status ink_password_verify(const char *phc, const char *pw, bool *match
 /** Spends the time of one verification without a real hash (unknown user, OAuth-only account).
  *  INK_INTERNAL when there is no dummy hash (never a fast answer). */
 enum ink_status ink_password_verify_dummy(const char *pw);
+/** Hashing slots whose argon2 memory is mapped for the process's life (the others use malloc). */
+unsigned ink_password_scratch_slots(void);
+/** Hashes that could not use their slot's memory and used malloc (tests). */
+unsigned long long ink_password_scratch_fallbacks(void);
+/** True when no slot's argon2 memory holds anything but zeros: no hash leaves its state behind
+ *  (tests; reads every mapped page). */
+bool ink_password_scratch_is_clear(void);
 /** Hashes currently waiting for a slot (metrics). */
 unsigned ink_password_waiting(void);
 /** argon2 computations so far, hashes and verifications alike (metrics). */

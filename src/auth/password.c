@@ -7,11 +7,14 @@
 
 #include <argon2.h>
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define SALT_LEN 16
@@ -25,7 +28,29 @@ static bool slots_ready;
 static unsigned wait_ms = 2000;
 static atomic_uint waiting;
 static atomic_ullong computed; /* argon2 runs: hashes and verifications */
-static char *dummy_phc;
+static struct ink_phc dummy;   /* what an unknown name is verified against */
+static bool have_dummy;
+
+/* Each hashing slot owns argon2's working memory (m KiB) for the life of the process, whichever
+ * thread takes the slot. With the memory per thread instead (malloc's arenas), the hashing lane's
+ * extra threads, which do a login's database work around its hash, each kept a 19 MiB buffer of
+ * their own, and a hash often started on a buffer the caches had long dropped: about 8% more CPU
+ * per hash than the same hashes on two warm buffers. Slot memory is mapped once, never freed
+ * while the server runs, and wiped after every hash before it is handed back: by libargon2
+ * (FLAG_clear_internal_memory, on by default), which ink_password_init checks, else by us. */
+struct scratch {
+    uint8_t *mem; /* NULL when it could not be mapped: that slot's hashes use malloc */
+    size_t size;
+    bool busy;
+};
+static struct scratch *scratch;
+static unsigned nscratch;
+static unsigned *free_slots; /* indexes into scratch; the semaphore guarantees one is there */
+static unsigned nfree;
+static pthread_mutex_t scratch_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local struct scratch *held; /* the slot this thread is hashing in */
+static bool wipe_ourselves;                /* libargon2 was built not to wipe */
+static atomic_ullong fallbacks;            /* hashes that ran in malloc'd memory instead */
 
 bool ink_password_policy_ok(const char *pw)
 {
@@ -33,17 +58,43 @@ bool ink_password_policy_ok(const char *pw)
     return n >= PW_MIN && n <= PW_MAX;
 }
 
-static size_t b64_decoded_len(const char *s, size_t n)
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Strict standard base64 without padding, as in PHC strings (libargon2's own decoder): the
+ * alphabet only, no impossible length, unused trailing bits zero. Decodes at most cap bytes into
+ * out and returns the decoded length, or 0 when s[0..n) is not such base64 or decodes to more. */
+static size_t b64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '+' || c == '/'))
-            return 0;
-    }
-    if (n % 4 == 1)
+    if (n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
         return 0;
-    return n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *at = s[i] ? strchr(B64, s[i]) : NULL;
+        if (!at)
+            return 0;
+        acc = (acc << 6) | (uint32_t)(at - B64);
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            out[len++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (acc & ((1u << bits) - 1)) ? 0 : len;
+}
+
+static void b64_encode(const uint8_t *in, size_t n, char *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        for (bits += 8; bits >= 6; bits -= 6)
+            *out++ = B64[(acc >> (bits - 6)) & 63];
+    }
+    if (bits)
+        *out++ = B64[(acc << (6 - bits)) & 63];
+    *out = '\0';
 }
 
 static bool parse_u32(const char **p, const char *prefix, uint32_t *out)
@@ -86,13 +137,13 @@ bool ink_phc_parse(const char *phc, struct ink_phc *out)
     const char *salt = p, *dollar = strchr(salt, '$');
     if (!dollar)
         return false;
-    out->salt_len = b64_decoded_len(salt, (size_t)(dollar - salt));
+    out->salt_len = b64_decode(salt, (size_t)(dollar - salt), out->salt, sizeof out->salt);
     const char *hash = dollar + 1;
-    out->hash_len = b64_decoded_len(hash, strlen(hash));
+    out->hash_len = b64_decode(hash, strlen(hash), out->hash, sizeof out->hash);
     return out->params.m_kib >= 8 && out->params.m_kib <= INK_PHC_MAX_M_KIB &&
            out->params.m_kib >= 8 * out->params.p && out->params.t >= 1 &&
            out->params.t <= INK_PHC_MAX_T && out->params.p >= 1 && out->params.p <= INK_PHC_MAX_P &&
-           out->salt_len >= 8 && out->salt_len <= 64 && out->hash_len >= 16 && out->hash_len <= 64;
+           out->salt_len >= 8 && out->hash_len >= 16; /* at most INK_PHC_MAX_SALT, _HASH */
 }
 
 static enum ink_status take_slot(void)
@@ -116,29 +167,165 @@ static enum ink_status take_slot(void)
         ink_warn("password hashing saturated; shedding a request");
         return INK_UNAVAILABLE;
     }
+    pthread_mutex_lock(&scratch_lock);
+    held = nfree ? &scratch[free_slots[--nfree]] : NULL;
+    pthread_mutex_unlock(&scratch_lock);
     return INK_OK;
 }
 
 static void give_slot(void)
 {
-    if (slots_ready)
-        sem_post(&slots);
+    if (!slots_ready)
+        return;
+    if (held) {
+        pthread_mutex_lock(&scratch_lock);
+        free_slots[nfree++] = (unsigned)(held - scratch);
+        pthread_mutex_unlock(&scratch_lock);
+        held = NULL;
+    }
+    sem_post(&slots);
+}
+
+/* libargon2's allocator hooks; they take no context, hence the thread-local slot */
+static int scratch_alloc(uint8_t **memory, size_t bytes)
+{
+    if (held && held->mem && !held->busy && bytes <= held->size) {
+        held->busy = true;
+        *memory = held->mem;
+    } else {
+        /* no slot (a failed mapping), or a stored hash with more memory than ARGON2_MEMORY_KIB */
+        atomic_fetch_add(&fallbacks, 1);
+        *memory = malloc(bytes);
+    }
+    return *memory ? ARGON2_OK : ARGON2_MEMORY_ALLOCATION_ERROR;
+}
+
+static void scratch_free(uint8_t *memory, size_t bytes)
+{
+    if (held && memory == held->mem) {
+        if (wipe_ourselves)
+            OPENSSL_cleanse(memory, bytes);
+        held->busy = false;
+    } else {
+        free(memory);
+    }
+}
+
+static void scratch_release(void)
+{
+    for (unsigned i = 0; i < nscratch; i++)
+        if (scratch[i].mem)
+            munmap(scratch[i].mem, scratch[i].size);
+    free(scratch);
+    free(free_slots);
+    scratch = NULL;
+    free_slots = NULL;
+    nscratch = nfree = 0;
+}
+
+/* Address space only: a slot's pages are touched by its first hash. */
+static void scratch_map(unsigned n, size_t size)
+{
+    scratch = ink_calloc(n, sizeof *scratch);
+    free_slots = ink_calloc(n, sizeof *free_slots);
+    for (unsigned i = 0; i < n; i++) {
+        void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            ink_warn("cannot map %zu bytes for a hashing slot; it hashes with malloc", size);
+        } else {
+            (void)madvise(m, size, MADV_DONTDUMP); /* wiped anyway; never in a core file */
+            scratch[i] = (struct scratch){m, size, false};
+        }
+        free_slots[i] = i;
+    }
+    nscratch = nfree = n;
+}
+
+static bool slot_is_clear(const struct scratch *sc)
+{
+    for (size_t j = 0; sc->mem && j < sc->size; j++)
+        if (sc->mem[j])
+            return false;
+    return true;
+}
+
+bool ink_password_scratch_is_clear(void)
+{
+    pthread_mutex_lock(&scratch_lock);
+    bool clear = true;
+    for (unsigned i = 0; i < nscratch && clear; i++)
+        clear = slot_is_clear(&scratch[i]);
+    pthread_mutex_unlock(&scratch_lock);
+    return clear;
+}
+
+unsigned long long ink_password_scratch_fallbacks(void)
+{
+    return atomic_load(&fallbacks);
+}
+
+unsigned ink_password_scratch_slots(void)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < nscratch; i++)
+        n += scratch[i].mem != NULL;
+    return n;
+}
+
+/* One argon2id run in the caller's slot memory. */
+static int argon2id_run(const struct ink_argon2_params *p, const char *pw, const uint8_t *salt,
+                        size_t salt_len, uint8_t *out, size_t out_len, const uint8_t *expected)
+{
+    argon2_context ctx = {
+        .out = out,
+        .outlen = (uint32_t)out_len,
+        .pwd = (uint8_t *)(uintptr_t)pw, /* read only: ARGON2_FLAG_CLEAR_PASSWORD is not set */
+        .pwdlen = (uint32_t)strlen(pw),
+        .salt = (uint8_t *)(uintptr_t)salt,
+        .saltlen = (uint32_t)salt_len,
+        .t_cost = p->t,
+        .m_cost = p->m_kib,
+        .lanes = p->p,
+        .threads = p->p,
+        .version = ARGON2_VERSION_13,
+        .allocate_cbk = scratch_alloc,
+        .free_cbk = scratch_free,
+        .flags = ARGON2_DEFAULT_FLAGS,
+    };
+    atomic_fetch_add(&computed, 1);
+    /* argon2_verify_ctx compares in constant time */
+    return expected ? argon2_verify_ctx(&ctx, (const char *)expected, Argon2_id)
+                    : argon2_ctx(&ctx, Argon2_id);
+}
+
+static bool verify_parsed(const struct ink_phc *phc, const char *pw)
+{
+    uint8_t out[INK_PHC_MAX_HASH];
+    int rc =
+        argon2id_run(&phc->params, pw, phc->salt, phc->salt_len, out, phc->hash_len, phc->hash);
+    OPENSSL_cleanse(out, sizeof out);
+    return rc == ARGON2_OK;
 }
 
 static char *hash_with(const struct ink_argon2_params *p, const char *pw)
 {
-    unsigned char salt[SALT_LEN];
+    uint8_t salt[SALT_LEN], hash[HASH_LEN];
     ink_random_bytes(salt, sizeof salt);
-    size_t enc_len = argon2_encodedlen(p->t, p->m_kib, p->p, SALT_LEN, HASH_LEN, Argon2_id);
-    char *enc = ink_malloc(enc_len);
-    atomic_fetch_add(&computed, 1);
-    int rc = argon2id_hash_encoded(p->t, p->m_kib, p->p, pw, strlen(pw), salt, SALT_LEN, HASH_LEN,
-                                   enc, enc_len);
+    int rc = argon2id_run(p, pw, salt, sizeof salt, hash, sizeof hash, NULL);
     if (rc != ARGON2_OK) {
         ink_error("argon2 hashing failed: %s", argon2_error_message(rc));
-        free(enc);
         return NULL;
     }
+    /* the PHC string libargon2's argon2id_hash_encoded writes */
+    size_t enc_len = argon2_encodedlen(p->t, p->m_kib, p->p, SALT_LEN, HASH_LEN, Argon2_id);
+    char *enc = ink_malloc(enc_len);
+    int n = snprintf(enc, enc_len, "$argon2id$v=%d$m=%u,t=%u,p=%u$", ARGON2_VERSION_13, p->m_kib,
+                     p->t, p->p);
+    b64_encode(salt, sizeof salt, enc + n);
+    n += (int)strlen(enc + n);
+    enc[n++] = '$';
+    b64_encode(hash, sizeof hash, enc + n);
+    OPENSSL_cleanse(hash, sizeof hash);
     return enc;
 }
 
@@ -148,24 +335,38 @@ bool ink_password_init(const struct ink_argon2_params *params, unsigned concurre
     wait_ms = wait;
     if (slots_ready)
         sem_destroy(&slots);
-    sem_init(&slots, 0, concurrency ? concurrency : 1);
+    if (!concurrency)
+        concurrency = 1;
+    sem_init(&slots, 0, concurrency);
     slots_ready = true;
-    free(dummy_phc);
+    scratch_release();
+    scratch_map(concurrency, (size_t)(cfg.m_kib > 8 * cfg.p ? cfg.m_kib : 8 * cfg.p) * 1024);
     char random_pw[44];
     unsigned char raw[32];
     ink_random_bytes(raw, sizeof raw);
     ink_base64url_encode(raw, sizeof raw, random_pw);
-    dummy_phc = hash_with(&cfg, random_pw);
-    return dummy_phc != NULL;
+    /* the dummy is hashed in a slot's memory, which shows whether libargon2 wipes it */
+    held = nscratch && scratch[0].mem ? &scratch[0] : NULL;
+    char *phc = hash_with(&cfg, random_pw);
+    held = NULL;
+    wipe_ourselves = false;
+    if (nscratch && !slot_is_clear(&scratch[0])) {
+        ink_warn("libargon2 leaves its memory as it was; the server wipes it after each hash");
+        wipe_ourselves = true;
+        OPENSSL_cleanse(scratch[0].mem, scratch[0].size);
+    }
+    have_dummy = phc && ink_phc_parse(phc, &dummy);
+    free(phc);
+    return have_dummy;
 }
 
 void ink_password_shutdown(void)
 {
-    free(dummy_phc);
-    dummy_phc = NULL;
+    have_dummy = false;
     if (slots_ready)
         sem_destroy(&slots);
     slots_ready = false;
+    scratch_release();
 }
 
 /* Hashing is CPU work with its own bound (the slot wait), not a wait on the database: the
@@ -197,8 +398,7 @@ enum ink_status ink_password_verify(const char *phc, const char *pw, bool *match
     int64_t paused = ink_deadline_pause();
     enum ink_status st = take_slot();
     if (st == INK_OK) {
-        atomic_fetch_add(&computed, 1);
-        *match = argon2id_verify(phc, pw, strlen(pw)) == ARGON2_OK;
+        *match = verify_parsed(&parsed, pw);
         give_slot();
         *needs_rehash = parsed.params.m_kib != cfg.m_kib || parsed.params.t != cfg.t ||
                         parsed.params.p != cfg.p;
@@ -212,9 +412,8 @@ enum ink_status ink_password_verify_dummy(const char *pw)
     int64_t paused = ink_deadline_pause();
     enum ink_status st = take_slot();
     if (st == INK_OK) {
-        if (dummy_phc) {
-            atomic_fetch_add(&computed, 1);
-            (void)argon2id_verify(dummy_phc, pw, strlen(pw));
+        if (have_dummy) {
+            (void)verify_parsed(&dummy, pw);
         } else {
             /* never fast: without a dummy (ink_password_init failed, and the server refuses to
              * start then) an unknown name must not get a quick 401 */

@@ -40,7 +40,7 @@ CONFIG_SRC="src/core/config.c src/core/netaddr.c src/core/mailaddr.c $CORE"
 DRIVERS=(
   "fuzz_json|tests/fuzz/fuzz_json.c src/core/json.c src/core/alloc.c src/core/timeutil.c|jansson||-max_len=4096|"
   "fuzz_token|tests/fuzz/fuzz_token.c src/auth/token.c $CORE|libjwt jansson libcrypto||-max_len=8192|"
-  "fuzz_phc|tests/fuzz/fuzz_phc.c src/auth/password.c src/core/log.c src/core/strbuf.c src/core/deadline.c $CORE|libargon2 jansson|-lpthread||"
+  "fuzz_phc|tests/fuzz/fuzz_phc.c src/auth/password.c src/core/log.c src/core/strbuf.c src/core/deadline.c $CORE|libargon2 jansson libcrypto|-lpthread||"
   "fuzz_config_rate|tests/fuzz/fuzz_config_rate.c $CONFIG_SRC|||-max_len=64|"
   "fuzz_config|tests/fuzz/fuzz_config.c $CONFIG_SRC|||-max_len=8192|"
   "fuzz_log|tests/fuzz/fuzz_log.c src/core/log.c src/core/strbuf.c src/core/text.c src/core/timeutil.c|jansson||-max_len=70000|"

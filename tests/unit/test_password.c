@@ -163,6 +163,96 @@ static void hash_is_argon2id_phc_with_configured_params(void **state)
     free(phc);
 }
 
+/* The server hashes through argon2_ctx in its own memory and writes the PHC string itself:
+ * what it stores must be exactly what libargon2 writes and reads, both ways. */
+static void hashes_are_libargon2_hashes_both_ways(void **state)
+{
+    (void)state;
+    char *phc = NULL;
+    assert_int_equal(ink_password_hash("password123", &phc), INK_OK);
+    assert_int_equal(argon2id_verify(phc, "password123", strlen("password123")), ARGON2_OK);
+    assert_int_equal(argon2id_verify(phc, "password124", strlen("password124")),
+                     ARGON2_VERIFY_MISMATCH);
+    struct ink_phc parsed;
+    assert_true(ink_phc_parse(phc, &parsed));
+    char theirs[256];
+    assert_int_equal(argon2id_hash_encoded(SMALL.t, SMALL.m_kib, SMALL.p, "password123", 11,
+                                           parsed.salt, parsed.salt_len, 32, theirs, sizeof theirs),
+                     ARGON2_OK);
+    assert_string_equal(phc, theirs);
+    free(phc);
+    /* and libargon2's, with several lanes too, verify here */
+    static const struct ink_argon2_params other[] = {{256, 1, 1}, {512, 2, 2}, {1024, 1, 4}};
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        char *lib = argon2_phc(other[i].m_kib, other[i].t, other[i].p, "password123");
+        bool match = false, rehash;
+        assert_int_equal(ink_password_verify(lib, "password123", &match, &rehash), INK_OK);
+        assert_true(match);
+        assert_int_equal(ink_password_verify(lib, "password12", &match, &rehash), INK_OK);
+        assert_false(match);
+        free(lib);
+    }
+}
+
+struct verify_job {
+    const char *phc;
+    int wrong; /* verifications with a wrong password that matched */
+    int right; /* verifications with the right password that did not */
+};
+
+static void *verify_many(void *arg)
+{
+    struct verify_job *job = arg;
+    for (int i = 0; i < 10; i++) {
+        bool match = false, rehash;
+        bool right = i % 2 == 0;
+        assert_int_equal(
+            ink_password_verify(job->phc, right ? "password123" : "password321", &match, &rehash),
+            INK_OK);
+        if (right && !match)
+            job->right++;
+        if (!right && match)
+            job->wrong++;
+    }
+    return NULL;
+}
+
+/* Two slots, eight threads: every hash runs in a slot's own memory, whichever thread takes the
+ * slot, and none leaves its state there. */
+static void every_hash_runs_in_slot_memory_and_leaves_it_wiped(void **state)
+{
+    (void)state;
+    assert_int_equal(ink_password_scratch_slots(), CONCURRENCY);
+    assert_true(ink_password_scratch_is_clear());
+    unsigned long long fallbacks = ink_password_scratch_fallbacks();
+    char *phc = NULL;
+    assert_int_equal(ink_password_hash("password123", &phc), INK_OK);
+    pthread_t th[8];
+    struct verify_job jobs[8];
+    for (int i = 0; i < 8; i++) {
+        jobs[i] = (struct verify_job){.phc = phc};
+        assert_int_equal(pthread_create(&th[i], NULL, verify_many, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(jobs[i].right, 0);
+        assert_int_equal(jobs[i].wrong, 0);
+    }
+    bool match = false, rehash;
+    assert_int_equal(ink_password_verify_dummy("password123"), INK_OK);
+    assert_int_equal(ink_password_scratch_fallbacks(), fallbacks);
+    assert_true(ink_password_scratch_is_clear());
+    /* a stored hash with more memory than the slots have still verifies, in malloc'd memory */
+    char *big = argon2_phc(4 * SMALL.m_kib, 1, 1, "password123");
+    assert_int_equal(ink_password_verify(big, "password123", &match, &rehash), INK_OK);
+    assert_true(match);
+    assert_true(rehash);
+    assert_int_equal(ink_password_scratch_fallbacks(), fallbacks + 1);
+    assert_true(ink_password_scratch_is_clear());
+    free(big);
+    free(phc);
+}
+
 static void same_password_hashes_differently_each_time(void **state)
 {
     (void)state;
@@ -249,6 +339,14 @@ static void phc_parse_accepts_valid_strings(void **state)
     assert_int_equal(p.params.p, 1);
     assert_int_equal(p.salt_len, 16);
     assert_int_equal(p.hash_len, 32);
+    assert_memory_equal(p.salt, "saltsaltsaltsalt", 16);
+    assert_memory_equal(p.hash, "hashhashhashhashhashhashhashhash", 32);
+    /* the longest salt (64 bytes) */
+    assert_true(ink_phc_parse("$argon2id$v=19$m=256,t=1,p=1$"
+                              "c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2Fs"
+                              "dHNhbHRzYWx0c2FsdA$" HASH32,
+                              &p));
+    assert_int_equal(p.salt_len, 64);
     /* the bounds themselves are inside */
     char buf[256];
     snprintf(buf, sizeof buf, "$argon2id$v=19$m=%u,t=%u,p=%u$" SALT16 "$" HASH32, INK_PHC_MAX_M_KIB,
@@ -332,6 +430,13 @@ static void phc_parse_rejects_malformed_or_out_of_bounds(void **state)
         "$argon2id$v=19$m=256,t=1,p=1$" SALT16 "$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g=",
         "$argon2id$v=19$m=256,t=1,p=1$" SALT16 "$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFz aGhhc2g",
         "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0c2Fsd$" HASH32, /* 4n+1 chars */
+        /* unused trailing bits set: another spelling of the same bytes, which libargon2 refuses */
+        "$argon2id$v=19$m=256,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdB$" HASH32,
+        "$argon2id$v=19$m=256,t=1,p=1$" SALT16 "$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2h",
+        /* longer than 64 bytes */
+        "$argon2id$v=19$m=256,t=1,p=1$"
+        "c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2FsdHNhbHRzYWx0c2FsdHNhbH"
+        "Q$" HASH32,
         /* extra content */
         "$argon2id$v=19$m=256,t=1,p=1$" SALT16 "$" HASH32 "$extra",
         "$argon2id$v=19$m=256,t=1,p=1,keyid=abc$" SALT16 "$" HASH32,
@@ -507,6 +612,8 @@ int main(void)
         cmocka_unit_test(wrong_password_does_not_match),
         cmocka_unit_test(long_multibyte_password_is_never_truncated),
         cmocka_unit_test(hash_is_argon2id_phc_with_configured_params),
+        cmocka_unit_test(hashes_are_libargon2_hashes_both_ways),
+        cmocka_unit_test(every_hash_runs_in_slot_memory_and_leaves_it_wiped),
         cmocka_unit_test(same_password_hashes_differently_each_time),
         cmocka_unit_test(needs_rehash_after_parameters_change),
         cmocka_unit_test(dummy_verification_runs_argon2_each_time),
