@@ -764,7 +764,10 @@ bool ink_server_start(void)
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     lane_requests = ink_workq_start(cfg->db_pool_size, cfg->http_max_conns, 0);
-    lane_hashing = ink_workq_start(cfg->hash_concurrency + 1, HASH_QUEUE_CAPACITY, HASH_NICE);
+    /* twice the hashing slots: while one thread hashes, another does its login's round trips
+     * (look-up, session), so a slot never waits on the database; the argon2 memory belongs to
+     * the slots, not to these threads (src/auth/password.c) */
+    lane_hashing = ink_workq_start(2 * cfg->hash_concurrency, HASH_QUEUE_CAPACITY, HASH_NICE);
     lane_upstream = ink_workq_start(UPSTREAM_WORKERS, UPSTREAM_QUEUE_CAPACITY, 0);
     if (!lane_requests || !lane_hashing || !lane_upstream) {
         ink_error("cannot start worker threads");
