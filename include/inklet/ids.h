@@ -1,4 +1,4 @@
-/** Identifiers and randomness: UUID v7, CSPRNG bytes, base64url, hex. */
+/** Identifiers and randomness: UUID v7, CSPRNG bytes, base64url and base64, hex. */
 #ifndef INKLET_IDS_H
 #define INKLET_IDS_H
 #include <stdbool.h>
@@ -18,6 +18,9 @@ size_t ink_base64url_encode(const unsigned char *in, size_t n, char *out);
  *  into out[cap]. False on any other input or when it does not fit; *out_len gets the length. */
 bool ink_base64url_decode(const char *in, size_t n, unsigned char *out, size_t cap,
                           size_t *out_len);
+/** The same two with the standard alphabet ('+', '/'), still without padding: PHC strings. */
+size_t ink_base64_encode(const unsigned char *in, size_t n, char *out);
+bool ink_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap, size_t *out_len);
 /** Lower-case hex of n bytes into out (2n+1). */
 void ink_hex_encode(const unsigned char *in, size_t n, char *out);
 /** The value of one hex digit (either case), or -1. */

@@ -58,45 +58,6 @@ bool ink_password_policy_ok(const char *pw)
     return n >= PW_MIN && n <= PW_MAX;
 }
 
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Strict standard base64 without padding, as in PHC strings (libargon2's own decoder): the
- * alphabet only, no impossible length, unused trailing bits zero. Decodes at most cap bytes into
- * out and returns the decoded length, or 0 when s[0..n) is not such base64 or decodes to more. */
-static size_t b64_decode(const char *s, size_t n, uint8_t *out, size_t cap)
-{
-    if (n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
-        return 0;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *at = s[i] ? strchr(B64, s[i]) : NULL;
-        if (!at)
-            return 0;
-        acc = (acc << 6) | (uint32_t)(at - B64);
-        if ((bits += 6) >= 8) {
-            bits -= 8;
-            out[len++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return (acc & ((1u << bits) - 1)) ? 0 : len;
-}
-
-static void b64_encode(const uint8_t *in, size_t n, char *out)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < n; i++) {
-        acc = (acc << 8) | in[i];
-        for (bits += 8; bits >= 6; bits -= 6)
-            *out++ = B64[(acc >> (bits - 6)) & 63];
-    }
-    if (bits)
-        *out++ = B64[(acc << (6 - bits)) & 63];
-    *out = '\0';
-}
-
 static bool parse_u32(const char **p, const char *prefix, uint32_t *out)
 {
     size_t pl = strlen(prefix);
@@ -137,9 +98,12 @@ bool ink_phc_parse(const char *phc, struct ink_phc *out)
     const char *salt = p, *dollar = strchr(salt, '$');
     if (!dollar)
         return false;
-    out->salt_len = b64_decode(salt, (size_t)(dollar - salt), out->salt, sizeof out->salt);
     const char *hash = dollar + 1;
-    out->hash_len = b64_decode(hash, strlen(hash), out->hash, sizeof out->hash);
+    /* strict like libargon2's own decoder: unused trailing bits must be zero */
+    if (!ink_base64_decode(salt, (size_t)(dollar - salt), out->salt, sizeof out->salt,
+                           &out->salt_len) ||
+        !ink_base64_decode(hash, strlen(hash), out->hash, sizeof out->hash, &out->hash_len))
+        return false;
     return out->params.m_kib >= 8 && out->params.m_kib <= INK_PHC_MAX_M_KIB &&
            out->params.m_kib >= 8 * out->params.p && out->params.t >= 1 &&
            out->params.t <= INK_PHC_MAX_T && out->params.p >= 1 && out->params.p <= INK_PHC_MAX_P &&
@@ -321,10 +285,9 @@ static char *hash_with(const struct ink_argon2_params *p, const char *pw)
     char *enc = ink_malloc(enc_len);
     int n = snprintf(enc, enc_len, "$argon2id$v=%d$m=%u,t=%u,p=%u$", ARGON2_VERSION_13, p->m_kib,
                      p->t, p->p);
-    b64_encode(salt, sizeof salt, enc + n);
-    n += (int)strlen(enc + n);
+    n += (int)ink_base64_encode(salt, sizeof salt, enc + n);
     enc[n++] = '$';
-    b64_encode(hash, sizeof hash, enc + n);
+    ink_base64_encode(hash, sizeof hash, enc + n);
     OPENSSL_cleanse(hash, sizeof hash);
     return enc;
 }

@@ -73,9 +73,14 @@ bool ink_uuid_valid(const char *s)
     return s[INK_UUID_STRLEN] == '\0';
 }
 
-size_t ink_base64url_encode(const unsigned char *in, size_t n, char *out)
+/* The two alphabets of RFC 4648: base64url (tokens, JWTs) and standard base64 (PHC strings).
+ * Both without padding; decoding is strict (the alphabet only, no impossible length, unused
+ * trailing bits zero), so every byte string has exactly one accepted text. */
+static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char B64STD[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static size_t b64_encode(const char *tbl, const unsigned char *in, size_t n, char *out)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     size_t o = 0, i = 0;
     for (; i + 2 < n; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
@@ -98,7 +103,8 @@ size_t ink_base64url_encode(const unsigned char *in, size_t n, char *out)
     return o;
 }
 
-static int b64url_value(char c)
+/* The value of c in an alphabet that differs from the other only in its last two letters. */
+static int b64_value(const char *tbl, char c)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -106,10 +112,11 @@ static int b64url_value(char c)
         return c - 'a' + 26;
     if (c >= '0' && c <= '9')
         return c - '0' + 52;
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
+    return c == tbl[62] ? 62 : c == tbl[63] ? 63 : -1;
 }
 
-bool ink_base64url_decode(const char *in, size_t n, unsigned char *out, size_t cap, size_t *out_len)
+static bool b64_decode(const char *tbl, const char *in, size_t n, unsigned char *out, size_t cap,
+                       size_t *out_len)
 {
     if (n % 4 == 1 || n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
         return false;
@@ -117,7 +124,7 @@ bool ink_base64url_decode(const char *in, size_t n, unsigned char *out, size_t c
     uint32_t acc = 0;
     unsigned bits = 0;
     for (size_t i = 0; i < n; i++) {
-        int v = b64url_value(in[i]);
+        int v = b64_value(tbl, in[i]);
         if (v < 0)
             return false;
         acc = acc << 6 | (uint32_t)v;
@@ -132,6 +139,26 @@ bool ink_base64url_decode(const char *in, size_t n, unsigned char *out, size_t c
         return false;
     *out_len = o;
     return true;
+}
+
+size_t ink_base64url_encode(const unsigned char *in, size_t n, char *out)
+{
+    return b64_encode(B64URL, in, n, out);
+}
+
+bool ink_base64url_decode(const char *in, size_t n, unsigned char *out, size_t cap, size_t *out_len)
+{
+    return b64_decode(B64URL, in, n, out, cap, out_len);
+}
+
+size_t ink_base64_encode(const unsigned char *in, size_t n, char *out)
+{
+    return b64_encode(B64STD, in, n, out);
+}
+
+bool ink_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap, size_t *out_len)
+{
+    return b64_decode(B64STD, in, n, out, cap, out_len);
 }
 
 void ink_hex_encode(const unsigned char *in, size_t n, char *out)

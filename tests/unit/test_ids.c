@@ -174,6 +174,38 @@ static void base64url_of_32_bytes_is_43_chars(void **state)
     assert_null(strpbrk(out, "+/="));
 }
 
+static void base64_uses_standard_alphabet_and_each_decoder_only_its_own(void **state)
+{
+    (void)state;
+    char out[64];
+    unsigned char back[8];
+    size_t n = 99;
+    assert_int_equal(ink_base64_encode((const unsigned char *)"\xfb\xff\xbf", 3, out), 4);
+    assert_string_equal(out, "+/+/");
+    assert_int_equal(ink_base64_encode((const unsigned char *)"foobar", 6, out), 8);
+    assert_string_equal(out, "Zm9vYmFy");
+    assert_true(ink_base64_decode("+/8", 3, back, sizeof back, &n));
+    assert_int_equal(n, 2);
+    assert_memory_equal(back, "\xfb\xff", 2);
+    assert_true(ink_base64url_decode("-_8", 3, back, sizeof back, &n));
+    assert_int_equal(n, 2);
+    assert_memory_equal(back, "\xfb\xff", 2);
+    assert_false(ink_base64_decode("-_8", 3, back, sizeof back, &n));
+    assert_false(ink_base64url_decode("+/8", 3, back, sizeof back, &n));
+    assert_false(ink_base64_decode("+/9", 3, back, sizeof back, &n));  /* spare bits set */
+    assert_false(ink_base64_decode("Zm8=", 4, back, sizeof back, &n)); /* padding */
+    assert_false(ink_base64_decode("Zm9vYmFy", 8, back, 5, &n));       /* does not fit */
+    for (int round = 0; round < 50; round++) {
+        unsigned char in[1 + 7], dec[sizeof in];
+        size_t len = 1 + (size_t)round % 7;
+        ink_random_bytes(in, len);
+        assert_int_equal(ink_base64_encode(in, len, out), (len * 4 + 2) / 3);
+        assert_true(ink_base64_decode(out, strlen(out), dec, sizeof dec, &n));
+        assert_int_equal(n, len);
+        assert_memory_equal(dec, in, len);
+    }
+}
+
 static void hex_encode_is_lower_case(void **state)
 {
     (void)state;
@@ -244,6 +276,7 @@ int main(void)
         cmocka_unit_test(base64url_matches_rfc4648_vectors_without_padding),
         cmocka_unit_test(base64url_uses_url_safe_alphabet),
         cmocka_unit_test(base64url_of_32_bytes_is_43_chars),
+        cmocka_unit_test(base64_uses_standard_alphabet_and_each_decoder_only_its_own),
         cmocka_unit_test(hex_encode_is_lower_case),
         cmocka_unit_test(hex_round_trips_random_bytes),
         cmocka_unit_test(hex_decode_accepts_either_case),
