@@ -3,6 +3,7 @@
 -- The server's $1 (a fresh id used only when the device is new) is a constant here.
 -- Statement text copied verbatim from the server source (what log_statement=all shows); only the
 -- parameters are pgbench variables. Run by bench/limits.sh with pgbench -M prepared.
+-- tests/unit/test_bench_sql.c fails when this text and the server's differ.
 -- Each client keeps to its own devices (client_id + clients * k), as the server sends each
 -- device's messages to one ingest worker (src/iot/ingest.c, pick): two clients upserting one
 -- device at once hit PostgreSQL's ON CONFLICT race on the other unique index (devices_hw_id_key),

@@ -3,6 +3,7 @@
 -- (src/billing/store.c), COMMIT (synchronous_commit on).
 -- Statement text copied verbatim from the server source (what log_statement=all shows); only the
 -- parameters are pgbench variables. Run by bench/limits.sh with pgbench -M prepared.
+-- tests/unit/test_bench_sql.c fails when this text and the server's differ.
 \set k :k + 1
 BEGIN;
 INSERT INTO billing_events (id, type, created) VALUES ('evt_' || :run::text || '_' || :client_id::text || '_' || :k::text, 'customer.subscription.updated', :created) ON CONFLICT (id) DO NOTHING;

@@ -71,4 +71,11 @@ void ink_billing_get_stats(struct ink_billing_stats *out);
 /** Deletes applied-event records older than 30 days. */
 enum ink_status ink_billing_prune(long long *count);
 
+/* The statements bench/limits.sh measures as this route's database ceiling (bench/sql/webhook.sql);
+ * tests/unit/test_bench_sql.c checks the file still holds this text. */
+/** A new event id ($1 id, $2 type, $3 created), ON CONFLICT DO NOTHING: the webhook's dedupe. */
+extern const struct ink_sql ink_billing_event_insert_sql;
+/** The subscription upsert of ink_billing_apply_subscription (11 parameters). */
+extern const struct ink_sql ink_billing_apply_sql;
+
 #endif

@@ -52,4 +52,9 @@ void ink_devices_get_stats(struct ink_device_stats *out);
 bool ink_device_acks_start(void);
 void ink_device_acks_stop(void);
 
+/* The statements bench/limits.sh measures as this route's database ceiling
+ * (bench/sql/heartbeat.sql); tests/unit/test_bench_sql.c checks the file still holds this text. */
+/** The heartbeat upsert ($1 new id, $2 hw id, $3 thing, $4 firmware, $5 battery). */
+extern const struct ink_sql ink_device_heartbeat_sql;
+
 #endif

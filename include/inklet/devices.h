@@ -56,4 +56,11 @@ enum ink_status ink_devices_prune(long long *count);
 /** Counts Unicode code points of valid UTF-8. */
 size_t ink_utf8_chars(const char *s);
 
+/* The statements bench/limits.sh measures as this route's database ceiling
+ * (bench/sql/commands.sql); tests/unit/test_bench_sql.c checks the file still holds this text. */
+/** One device by id ($1), DEVICE_COLUMNS. */
+extern const struct ink_sql ink_device_by_id_sql;
+/** A new command ($1 id, $2 device, $3 kind, $4 payload, $5 ttl s, $6 published now). */
+extern const struct ink_sql ink_cmd_insert_sql;
+
 #endif

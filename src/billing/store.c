@@ -67,7 +67,7 @@ static const char *price_interval(json_t *sub, json_t *item)
  * incomplete_expired) subscription is final, and a snapshot older than the stored one — by the
  * event's `created`, then by the object's own current_period_start — changes nothing. `old` is
  * read from the statement's snapshot, before the write. */
-static const struct ink_sql SQL_APPLY = {
+const struct ink_sql ink_billing_apply_sql = {
     "billing_apply_subscription",
     "WITH c AS (SELECT user_id FROM billing_customers WHERE customer_id = $2),"
     " old AS (SELECT status, interval, current_period_end, cancel_at_period_end"
@@ -135,7 +135,7 @@ enum ink_status ink_billing_apply_subscription(struct ink_db *db, json_t *sub, l
                             created_s,
                             state_s};
     PGresult *r;
-    enum ink_status st = ink_db_exec(db, &SQL_APPLY, 11, params, &r);
+    enum ink_status st = ink_db_exec(db, &ink_billing_apply_sql, 11, params, &r);
     if (st != INK_OK)
         return st;
     change->known_customer = PQgetvalue(r, 0, 0)[0] == 't';

@@ -58,7 +58,7 @@ struct event {
     enum effect effect;
 };
 
-static const struct ink_sql SQL_EVENT_INSERT = {
+const struct ink_sql ink_billing_event_insert_sql = {
     "billing_event_insert", "INSERT INTO billing_events (id, type, created) VALUES ($1, $2, $3)"
                             " ON CONFLICT (id) DO NOTHING"};
 
@@ -224,8 +224,8 @@ static enum ink_status store(const struct event *ev, bool *duplicate)
     snprintf(created, sizeof created, "%lld", ev->created);
     PGresult *r = NULL;
     if ((st = ink_db_simple(db, "BEGIN")) != INK_OK ||
-        (st = ink_db_exec(db, &SQL_EVENT_INSERT, 3, (const char *[]){ev->id, ev->type, created},
-                          &r)) != INK_OK)
+        (st = ink_db_exec(db, &ink_billing_event_insert_sql, 3,
+                          (const char *[]){ev->id, ev->type, created}, &r)) != INK_OK)
         goto out;
     *duplicate = strcmp(PQcmdTuples(r), "1") != 0;
     if (!*duplicate && (st = apply(db, ev)) != INK_OK)

@@ -92,7 +92,7 @@ void ink_cmd_get_stats(struct ink_device_stats *out)
 
 /* last_published_at is set in the INSERT when the command goes out at once, so a heartbeat in
  * the next 5 s does not publish it a second time */
-static const struct ink_sql SQL_INSERT = {
+const struct ink_sql ink_cmd_insert_sql = {
     "cmd_insert",
     "INSERT INTO device_commands AS c (id, device_id, kind, payload, status, expires_at,"
     " last_published_at, publish_count, published_seen_at)"
@@ -115,7 +115,7 @@ enum ink_status ink_cmd_enqueue(struct ink_db *db, const char *device_id, const 
     bool now = !in_tx && can_publish();
     PGresult *r = NULL;
     enum ink_status st =
-        ink_db_exec(db, &SQL_INSERT, 6,
+        ink_db_exec(db, &ink_cmd_insert_sql, 6,
                     (const char *[]){id, device_id, kind, payload, ttl, now ? "t" : "f"}, &r);
     if (st == INK_OK) {
         if (!in_tx) /* one in a transaction is counted only if it commits: not here */

@@ -100,15 +100,15 @@ char *ink_devices_json_rows(const PGresult *r, int first, int count)
     return render(r, first, count, true);
 }
 
-static const struct ink_sql SQL_DEVICE_BY_ID = {"device_by_id", "SELECT " DEVICE_COLUMNS
-                                                                " FROM devices d WHERE d.id = $1"};
+const struct ink_sql ink_device_by_id_sql = {"device_by_id", "SELECT " DEVICE_COLUMNS
+                                                             " FROM devices d WHERE d.id = $1"};
 
 enum ink_status ink_device_load_owned(struct ink_db *db, const char *user_id, const char *device_id,
                                       PGresult **res)
 {
     *res = NULL;
     PGresult *r;
-    enum ink_status st = ink_db_exec(db, &SQL_DEVICE_BY_ID, 1, (const char *[]){device_id}, &r);
+    enum ink_status st = ink_db_exec(db, &ink_device_by_id_sql, 1, (const char *[]){device_id}, &r);
     if (st != INK_OK)
         return st;
     if (PQntuples(r) != 1) {

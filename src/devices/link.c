@@ -19,7 +19,7 @@
 /* already_bound answers are worth nothing after a minute */
 #define ALREADY_BOUND_TTL 60
 
-static const struct ink_sql SQL_HEARTBEAT = {
+const struct ink_sql ink_device_heartbeat_sql = {
     "device_heartbeat",
     "INSERT INTO devices (id, hw_id, thing_name, firmware, battery, last_seen_at)"
     " VALUES ($1, $2, $3, $4, $5, now())"
@@ -115,18 +115,19 @@ static enum ink_status issue_code(struct ink_db *db, const char *device_id, cons
     return INK_INTERNAL;
 }
 
-/* Upserts the device from a heartbeat-like payload; *r receives the SQL_HEARTBEAT row. */
+/* Upserts the device from a heartbeat-like payload; *r receives the ink_device_heartbeat_sql row.
+ */
 static enum ink_status touch_device(struct ink_db *db, const char *thing, const char *hw,
                                     const char *fw, const char *battery, PGresult **r)
 {
     char id[INK_UUID_STRLEN + 1];
     ink_uuid_v7(id);
     const char *params[] = {id, hw, thing, fw, battery};
-    enum ink_status st = ink_db_exec(db, &SQL_HEARTBEAT, 5, params, r);
+    enum ink_status st = ink_db_exec(db, &ink_device_heartbeat_sql, 5, params, r);
     /* Two instances creating the same new device at once: ON CONFLICT only arbitrates the thing
      * name, so the loser trips over the hwId index instead. Once more, and it is an update. */
     if (st == INK_CONFLICT)
-        st = ink_db_exec(db, &SQL_HEARTBEAT, 5, params, r);
+        st = ink_db_exec(db, &ink_device_heartbeat_sql, 5, params, r);
     if (st == INK_CONFLICT || (st == INK_OK && PQntuples(*r) != 1)) {
         ink_warn("rejected a message from thing %s: its hwId does not match the registered one",
                  thing);
