@@ -29,6 +29,7 @@ enum key_flags {
     F_APPLE_WEB = 32,
     F_MQTT_AUTH = 64,
     F_SMTP_AUTH = 128,
+    F_MQTT_CERT = 256,
 };
 
 struct config_key {
@@ -219,9 +220,9 @@ static const struct config_key CONFIG_KEYS[] = {
     U("CLAIM_CODE_TTL", "600", claim_code_ttl, 1, 86400),
     U("COMMAND_TTL", "86400", command_ttl, 1, 31536000),
     S("MQTT_URL", "mqtt://127.0.0.1:1883", mqtt_url, 0, v_mqtt_url),
-    S("MQTT_CA_FILE", NULL, mqtt_ca_file, 0, NULL),
-    S("MQTT_CERT_FILE", NULL, mqtt_cert_file, 0, NULL),
-    S("MQTT_KEY_FILE", NULL, mqtt_key_file, 0, NULL),
+    S("MQTT_CA_FILE", NULL, mqtt_ca_file, 0, v_readable_file),
+    S("MQTT_CERT_FILE", NULL, mqtt_cert_file, F_MQTT_CERT, v_readable_file),
+    S("MQTT_KEY_FILE", NULL, mqtt_key_file, F_MQTT_CERT, v_readable_file),
     S("MQTT_CLIENT_ID", "inklet-backend", mqtt_client_id, 0, NULL),
     S("MQTT_SHARE_GROUP", "", mqtt_share_group, 0, NULL),
     S("MQTT_USERNAME", NULL, mqtt_username, F_SECRET | F_MQTT_AUTH, v_printable),
@@ -319,8 +320,35 @@ static const struct {
      {"APPLE_TEAM_ID", "APPLE_KEY_ID", "APPLE_PRIVATE_KEY_FILE", "APPLE_REDIRECT_URL"},
      "Apple browser sign-in; TOKEN_ENCRYPTION_KEY protects the stored Apple tokens"},
     {F_MQTT_AUTH, {"MQTT_USERNAME", "MQTT_PASSWORD"}, "broker login is both or neither"},
+    {F_MQTT_CERT,
+     {"MQTT_CERT_FILE", "MQTT_KEY_FILE"},
+     "the broker client certificate is both or neither"},
     {F_SMTP_AUTH, {"SMTP_USER", "SMTP_PASSWORD"}, "the SMTP login is both or neither"},
 };
+
+/* TLS to the broker is all or nothing too. mqtts:// without MQTT_CA_FILE would fail only when
+ * libmosquitto is set up (it has no default CA store); certificate files beside an mqtt:// URL
+ * mean the operator meant TLS and would get plain text. */
+static bool mqtt_tls_consistent(const struct ink_config *cfg, const bool rejected[], FILE *err)
+{
+    bool tls = cfg->mqtt_url && strncmp(cfg->mqtt_url, "mqtts://", 8) == 0;
+    if (rejected[find_key("MQTT_URL") - CONFIG_KEYS])
+        return true; /* its own line already */
+    if (tls && !cfg->mqtt_ca_file && !rejected[find_key("MQTT_CA_FILE") - CONFIG_KEYS]) {
+        fprintf(err, "config: MQTT_CA_FILE is required for an mqtts:// MQTT_URL (the CAs that sign "
+                     "the broker's certificate; AWS IoT Core: AmazonRootCA1.pem)\n");
+        return false;
+    }
+    static const char *const tls_keys[] = {"MQTT_CA_FILE", "MQTT_CERT_FILE", "MQTT_KEY_FILE"};
+    for (size_t i = 0; !tls && i < sizeof tls_keys / sizeof *tls_keys; i++) {
+        const struct config_key *k = find_key(tls_keys[i]);
+        if (*(char **)((char *)cfg + k->offset)) {
+            fprintf(err, "config: %s is set but MQTT_URL is plain mqtt://; use mqtts://\n", k->key);
+            return false;
+        }
+    }
+    return true;
+}
 
 bool ink_config_parse_rate(const char *s, struct ink_rate *r)
 {
@@ -519,6 +547,8 @@ bool ink_config_load_from(struct ink_config *cfg, const char *file, enum ink_con
             }
         }
     }
+    if (mode == INK_CONFIG_SERVE && !mqtt_tls_consistent(cfg, rejected, err))
+        ok = false;
     /* instances of one share group must not share a client id, or the broker keeps kicking
      * one off for the other: left at its default, the id gets a per-process suffix */
     cfg->mqtt_client_id_unique = cfg->mqtt_share_group && *cfg->mqtt_share_group &&

@@ -498,11 +498,53 @@ static void mqtt_url_needs_an_mqtt_scheme(void **state)
 {
     (void)state;
     expect_key_accepted("MQTT_URL", "mqtt://broker.local:1883");
-    expect_key_accepted("MQTT_URL", "mqtts://a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883");
     expect_key_rejected("MQTT_URL", "http://broker.local");
     expect_key_rejected("MQTT_URL", "tcp://broker.local:1883");
     expect_key_rejected("MQTT_URL", "broker.local:1883");
     expect_key_rejected("MQTT_URL", "MQTT://broker.local");
+}
+
+static char *write_temp(const char *text);
+static void remove_temp(char *path);
+
+/* TLS to the broker is checked at start: mqtts:// needs the CA file (libmosquitto has no default
+ * store and would fail only when the link is set up), the client certificate is both or neither,
+ * every file must be readable, and certificate files beside a plain mqtt:// URL are refused. */
+static void mqtt_tls_setup_is_checked_at_start(void **state)
+{
+    (void)state;
+    char *ca = write_temp("-----BEGIN CERTIFICATE-----\n"), *crt = write_temp("crt\n"),
+         *key = write_temp("key\n");
+    const char *aws = "mqtts://a1b2c3-ats.iot.eu-west-1.amazonaws.com:8883";
+    expect_serve((const char *[]){"MQTT_URL", aws, "MQTT_CA_FILE", ca, "MQTT_CERT_FILE", crt,
+                                  "MQTT_KEY_FILE", key, NULL},
+                 true, NULL);
+    expect_serve((const char *[]){"MQTT_URL", aws, "MQTT_CA_FILE", ca, NULL}, true, NULL);
+    expect_serve((const char *[]){"MQTT_URL", aws, NULL}, false,
+                 "MQTT_CA_FILE is required for an mqtts:// MQTT_URL");
+    expect_serve((const char *[]){"MQTT_URL", aws, "MQTT_CA_FILE", ca, "MQTT_CERT_FILE", crt, NULL},
+                 false, "MQTT_KEY_FILE is required when MQTT_CERT_FILE is set");
+    expect_serve((const char *[]){"MQTT_URL", aws, "MQTT_CA_FILE", ca, "MQTT_KEY_FILE", key, NULL},
+                 false, "MQTT_CERT_FILE is required when MQTT_KEY_FILE is set");
+    /* an unreadable file: one line, about that file, not also "required" */
+    expect_serve((const char *[]){"MQTT_URL", aws, "MQTT_CA_FILE", "/nonexistent/ca.pem", NULL},
+                 false, "MQTT_CA_FILE must name a readable file");
+    expect_key_rejected("MQTT_CERT_FILE", "/nonexistent/client.crt");
+    expect_key_rejected("MQTT_KEY_FILE", "/nonexistent/client.key");
+    expect_serve((const char *[]){"MQTT_CA_FILE", ca, NULL}, false,
+                 "MQTT_CA_FILE is set but MQTT_URL is plain mqtt://");
+    expect_serve((const char *[]){"MQTT_URL", "mqtt://broker.local:1883", "MQTT_CERT_FILE", crt,
+                                  "MQTT_KEY_FILE", key, NULL},
+                 false, "MQTT_CERT_FILE is set but MQTT_URL is plain mqtt://");
+    /* migrate never talks to the broker */
+    struct result r;
+    load(&r, NULL, INK_CONFIG_MIGRATE, (const char *[]){"DATABASE_URL", DB_URL, NULL},
+         (const char *[]){"MQTT_URL", aws, NULL});
+    assert_true(r.ok);
+    release(&r);
+    remove_temp(ca);
+    remove_temp(crt);
+    remove_temp(key);
 }
 
 static void cors_origins_must_be_bare_origins(void **state)
@@ -730,9 +772,10 @@ static void mail_keys_default_to_the_contract(void **state)
 static void mail_keys_refuse_what_would_fail_or_leak_later(void **state)
 {
     (void)state;
-    static const char *const urls[] = {"http://mail.example.com", "smtp://",
-                                       "smtp://user:pw@mail.example.com", "smtp://mail.example.com/x",
-                                       "smtp://mail.example.com?x=1", "smtp://mail example.com"};
+    static const char *const urls[] = {
+        "http://mail.example.com",         "smtp://",
+        "smtp://user:pw@mail.example.com", "smtp://mail.example.com/x",
+        "smtp://mail.example.com?x=1",     "smtp://mail example.com"};
     for (size_t i = 0; i < sizeof urls / sizeof *urls; i++)
         expect_key_rejected("SMTP_URL", urls[i]);
     expect_key_accepted("SMTP_URL", "smtp://mail.example.com:587");
@@ -1127,6 +1170,7 @@ int main(void)
         cmocka_unit_test(invalid_required_value_gives_one_line_not_also_missing),
         cmocka_unit_test(empty_value_does_not_bypass_validation),
         cmocka_unit_test(mqtt_url_needs_an_mqtt_scheme),
+        cmocka_unit_test(mqtt_tls_setup_is_checked_at_start),
         cmocka_unit_test(cors_origins_must_be_bare_origins),
         cmocka_unit_test(trusted_proxies_are_cidrs),
         cmocka_unit_test(redirect_and_url_keys_are_checked),
