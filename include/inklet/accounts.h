@@ -45,15 +45,20 @@ enum ink_status ink_account_me_from(const PGresult *r, int row, int count, char 
  *  in column INK_ACCOUNT_ME_ID_COLUMN. */
 extern const struct ink_sql ink_account_me_many_sql;
 #define INK_ACCOUNT_ME_ID_COLUMN 0
+/* The three below re-authenticate with the account's password (when it has one). A wrong one
+ * counts against the account's login back-off; while it lasts they answer INK_RATE_LIMITED
+ * (login_backoff) with *retry_after, as login does. */
 /** PATCH /auth/me; *out is the updated GET /auth/me object. Any of username/email may be NULL. */
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email,
-                                   const char *current_password, char **out, struct ink_err *err);
+                                   const char *current_password, char **out, unsigned *retry_after,
+                                   struct ink_err *err);
 /** POST /auth/password: revokes every other session on success. */
 enum ink_status ink_account_change_password(const char *user_id, const char *session_id,
                                             const char *current_password, const char *new_password,
-                                            struct ink_err *err);
+                                            unsigned *retry_after, struct ink_err *err);
 /** DELETE /auth/me. */
-enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err);
+enum ink_status ink_account_delete(const char *user_id, const char *password, unsigned *retry_after,
+                                   struct ink_err *err);
 
 /* ---- recovery by email (contract §2.2; src/auth/recovery.c) ---- */
 /** POST /auth/password/forgot: the same INK_OK (202) for every well-formed address, known or

@@ -371,12 +371,19 @@ enum ink_status ink_account_me_from(const PGresult *r, int row, int count, char 
     return INK_OK;
 }
 
+/* The password, the address, and the seconds the account's sign-in is still backed off: the
+ * back-off of login (key 'user:<id>') guards re-authentication too. */
 static const struct ink_sql SQL_CREDENTIALS = {
-    "account_credentials", "SELECT password_hash, email FROM users WHERE id = $1"};
+    "account_credentials",
+    "SELECT u.password_hash, u.email,"
+    " COALESCE(GREATEST(0, ceil(extract(epoch FROM f.blocked_until - now()))), 0)::bigint"
+    " FROM users u LEFT JOIN login_failures f ON f.key = 'user:' || u.id::text WHERE u.id = $1"};
 
 struct credentials {
+    const char *user_id;
     char *phc; /* NULL for an account without a password */
     char *email;
+    unsigned blocked; /* seconds of login back-off left */
 };
 
 static void credentials_free(struct credentials *c)
@@ -389,6 +396,7 @@ static void credentials_free(struct credentials *c)
 static enum ink_status load_credentials(const char *user_id, struct credentials *out)
 {
     memset(out, 0, sizeof *out);
+    out->user_id = user_id;
     PGresult *r;
     enum ink_status st = ink_db_query(&SQL_CREDENTIALS, 1, (const char *[]){user_id}, &r);
     if (st != INK_OK)
@@ -396,6 +404,8 @@ static enum ink_status load_credentials(const char *user_id, struct credentials 
     if (PQntuples(r) == 1) {
         out->phc = ink_db_str(r, 0, 0) ? ink_strdup(ink_db_str(r, 0, 0)) : NULL;
         out->email = ink_strdup(PQgetvalue(r, 0, 1));
+        long long blocked = ink_db_ll(r, 0, 2);
+        out->blocked = blocked > 0 ? (unsigned)(blocked < 86400 ? blocked : 86400) : 0;
     } else {
         st = INK_UNAUTHORIZED;
     }
@@ -404,9 +414,11 @@ static enum ink_status load_credentials(const char *user_id, struct credentials 
 }
 
 /* Re-authentication for sensitive changes: accounts without a password pass; otherwise the
- * password must be given (400) and right (401). */
+ * password must be given (400) and right (401). A wrong one counts as a failed sign-in of the
+ * account, and while the account is backed off even the right one waits (429): a stolen session
+ * must not become a way around login's back-off to guess the password. */
 static enum ink_status check_password(const struct credentials *c, const char *password,
-                                      struct ink_err *err)
+                                      unsigned *retry_after, struct ink_err *err)
 {
     if (!c->phc)
         return INK_OK;
@@ -414,23 +426,35 @@ static enum ink_status check_password(const struct credentials *c, const char *p
         *err = (struct ink_err){"current_password_required", "Your current password is required."};
         return INK_INVALID;
     }
+    if (c->blocked) {
+        *retry_after = c->blocked;
+        *err = (struct ink_err){"login_backoff", "Too many failed sign-in attempts; retry later."};
+        return INK_RATE_LIMITED;
+    }
     bool match = false, rehash = false;
     enum ink_status st = ink_password_verify(c->phc, password, &match, &rehash);
     if (st == INK_OK && !match) {
-        *err = (struct ink_err){"invalid_credentials", "The current password is wrong."};
-        st = INK_UNAUTHORIZED;
+        char key[64], after[16], max[16];
+        snprintf(key, sizeof key, "user:%s", c->user_id);
+        snprintf(after, sizeof after, "%u", ink_app.cfg.login_backoff_after);
+        snprintf(max, sizeof max, "%u", ink_app.cfg.login_backoff_max);
+        st = ink_db_query(&SQL_LOGIN_FAILED, 3, (const char *[]){key, after, max}, NULL);
+        if (st == INK_OK) {
+            *err = (struct ink_err){"invalid_credentials", "The current password is wrong."};
+            st = INK_UNAUTHORIZED;
+        }
     }
     return st;
 }
 
 /* Loads the account and checks `password` against it. */
 static enum ink_status reauthenticate(const char *user_id, const char *password,
-                                      struct ink_err *err)
+                                      unsigned *retry_after, struct ink_err *err)
 {
     struct credentials c;
     enum ink_status st = load_credentials(user_id, &c);
     if (st == INK_OK)
-        st = check_password(&c, password, err);
+        st = check_password(&c, password, retry_after, err);
     credentials_free(&c);
     return st;
 }
@@ -448,7 +472,8 @@ static const struct ink_sql SQL_UPDATE_PROFILE = {
     " FROM old WHERE id = $1 RETURNING $3::text IS NOT NULL AND $3::text <> old.email"};
 
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email_in,
-                                   const char *current_password, char **out, struct ink_err *err)
+                                   const char *current_password, char **out, unsigned *retry_after,
+                                   struct ink_err *err)
 {
     char email[INK_EMAIL_MAX + 1];
     *out = NULL;
@@ -471,7 +496,7 @@ enum ink_status ink_account_update(const char *user_id, const char *username, co
         struct credentials c;
         st = load_credentials(user_id, &c);
         if (st == INK_OK && strcmp(c.email, email) != 0)
-            st = check_password(&c, current_password, err);
+            st = check_password(&c, current_password, retry_after, err);
         credentials_free(&c);
         if (st != INK_OK)
             return st;
@@ -508,13 +533,13 @@ static const struct ink_sql SQL_SET_PASSWORD = {
 
 enum ink_status ink_account_change_password(const char *user_id, const char *session_id,
                                             const char *current_password, const char *new_password,
-                                            struct ink_err *err)
+                                            unsigned *retry_after, struct ink_err *err)
 {
     if (!new_password || !ink_password_policy_ok(new_password)) {
         *err = (struct ink_err){"invalid_password", "Password must be 8-1024 bytes long."};
         return INK_INVALID;
     }
-    enum ink_status st = reauthenticate(user_id, current_password, err);
+    enum ink_status st = reauthenticate(user_id, current_password, retry_after, err);
     if (st != INK_OK)
         return st;
     char *phc = NULL;
@@ -539,9 +564,10 @@ enum ink_status ink_account_change_password(const char *user_id, const char *ses
 
 static const struct ink_sql SQL_DELETE_USER = {"account_delete", "DELETE FROM users WHERE id = $1"};
 
-enum ink_status ink_account_delete(const char *user_id, const char *password, struct ink_err *err)
+enum ink_status ink_account_delete(const char *user_id, const char *password, unsigned *retry_after,
+                                   struct ink_err *err)
 {
-    enum ink_status st = reauthenticate(user_id, password, err);
+    enum ink_status st = reauthenticate(user_id, password, retry_after, err);
     if (st != INK_OK)
         return st;
     struct ink_db *db;

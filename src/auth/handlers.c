@@ -131,7 +131,8 @@ enum ink_status ink_h_me_update(struct ink_req *req)
                         "username, email and currentPassword must be strings.");
     struct ink_err err = {0};
     char *me;
-    enum ink_status st = ink_account_update(req->auth.user_id, username, email, current, &me, &err);
+    enum ink_status st = ink_account_update(req->auth.user_id, username, email, current, &me,
+                                            &req->retry_after, &err);
     if (st != INK_OK)
         return ink_fail_err(req, st, &err);
     return ink_reply_json_text(req, 200, me);
@@ -145,8 +146,8 @@ enum ink_status ink_h_password(struct ink_req *req)
     if (need_string(req, "newPassword", &next))
         return INK_INVALID;
     struct ink_err err = {0};
-    enum ink_status st =
-        ink_account_change_password(req->auth.user_id, req->auth.session_id, current, next, &err);
+    enum ink_status st = ink_account_change_password(req->auth.user_id, req->auth.session_id,
+                                                     current, next, &req->retry_after, &err);
     if (st != INK_OK)
         return ink_fail_err(req, st, &err);
     return ink_reply_message(req, 200, "password updated");
@@ -158,7 +159,7 @@ enum ink_status ink_h_me_delete(struct ink_req *req)
     if (ink_json_opt_string(req->json, "password", &password) != INK_OK)
         return ink_fail_field(req, "password");
     struct ink_err err = {0};
-    enum ink_status st = ink_account_delete(req->auth.user_id, password, &err);
+    enum ink_status st = ink_account_delete(req->auth.user_id, password, &req->retry_after, &err);
     if (st != INK_OK)
         return ink_fail_err(req, st, &err);
     return ink_reply(req, 204, NULL);

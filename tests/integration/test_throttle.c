@@ -151,6 +151,85 @@ static void test_login_backoff_after_failures_then_recovers(void **state)
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
+/* The re-authentication of POST /auth/password, PATCH /auth/me (a new email) and DELETE /auth/me
+ * shares the account's login back-off: wrong passwords there count like failed logins, and while
+ * the account is backed off they wait too. Otherwise a stolen access token would guess the
+ * password at hashing speed, past the back-off that protects login. Each block is checked right
+ * after the failure that set it (the first lasts 1 s, the next 2 s). */
+static void test_reauth_guesses_share_the_login_backoff(void **state)
+{
+    (void)state;
+    struct itest_daemon *d =
+        itest_daemon_start((const char *const[]){"LOGIN_BACKOFF_AFTER=2", NULL});
+    assert_non_null(d);
+    struct itest_user u = {0};
+    itest_register(d, &u);
+    char new_email[128];
+    snprintf(new_email, sizeof new_email, "moved-%s", u.email);
+    struct itest_resp r;
+    itest_callf(d, "POST", "/auth/password", u.s.access, &r, "{s:s,s:s}", "currentPassword",
+                "Wrong-password-1", "newPassword", "Stolen-session-1");
+    itest_expect_error(&r, 401, "invalid_credentials");
+    itest_resp_free(&r);
+    itest_callf(d, "PATCH", "/auth/me", u.s.access, &r, "{s:s,s:s}", "email", new_email,
+                "currentPassword", "Wrong-password-2");
+    itest_expect_error(&r, 401, "invalid_credentials");
+    itest_resp_free(&r);
+    /* two failures: backed off, the right password waits as well */
+    itest_callf(d, "POST", "/auth/password", u.s.access, &r, "{s:s,s:s}", "currentPassword",
+                u.password, "newPassword", "Stolen-session-1");
+    itest_expect_error(&r, 429, "login_backoff");
+    unsigned wait = itest_expect_retry_after(&r);
+    assert_true(wait >= 1 && wait <= 2);
+    itest_resp_free(&r);
+    itest_sleep_ms(wait * 1000 + 100);
+    /* a third failure: 2 s now, and login (the same counter) is held back too */
+    itest_callf(d, "DELETE", "/auth/me", u.s.access, &r, "{s:s}", "password", "Wrong-password-3");
+    itest_expect_error(&r, 401, "invalid_credentials");
+    itest_resp_free(&r);
+    login_from(d, NULL, u.email, u.password, &r);
+    itest_expect_error(&r, 429, "login_backoff");
+    itest_expect_retry_after(&r);
+    itest_resp_free(&r);
+    itest_callf(d, "DELETE", "/auth/me", u.s.access, &r, "{s:s}", "password", u.password);
+    itest_expect_error(&r, 429, "login_backoff");
+    wait = itest_expect_retry_after(&r);
+    itest_resp_free(&r);
+    itest_callf(d, "PATCH", "/auth/me", u.s.access, &r, "{s:s,s:s}", "email", new_email,
+                "currentPassword", u.password);
+    itest_expect_error(&r, 429, "login_backoff");
+    itest_expect_retry_after(&r);
+    itest_resp_free(&r);
+    /* nothing changed: the account, its address and its password are as they were */
+    itest_call(d, "GET", "/auth/me", u.s.access, NULL, &r);
+    itest_expect_status(&r, 200);
+    assert_string_equal(itest_str(r.json, "email"), u.email);
+    itest_resp_free(&r);
+    itest_sleep_ms(wait * 1000 + 100);
+    login_from(d, NULL, u.username, u.password, &r);
+    itest_expect_status(&r, 200);
+    itest_resp_free(&r);
+    /* and the other way: failed logins hold re-authentication back */
+    for (int i = 0; i < 2; i++) {
+        login_from(d, NULL, u.username, "Wrong-password-4", &r);
+        itest_expect_error(&r, 401, "invalid_credentials");
+        itest_resp_free(&r);
+    }
+    itest_callf(d, "PATCH", "/auth/me", u.s.access, &r, "{s:s,s:s}", "email", new_email,
+                "currentPassword", u.password);
+    itest_expect_error(&r, 429, "login_backoff");
+    wait = itest_expect_retry_after(&r);
+    itest_resp_free(&r);
+    /* once it has passed, the right password works and the change goes through */
+    itest_sleep_ms(wait * 1000 + 100);
+    itest_callf(d, "PATCH", "/auth/me", u.s.access, &r, "{s:s,s:s}", "email", new_email,
+                "currentPassword", u.password);
+    itest_expect_status(&r, 200);
+    assert_string_equal(itest_str(r.json, "email"), new_email);
+    itest_resp_free(&r);
+    assert_int_equal(itest_daemon_stop(d), 0);
+}
+
 static void test_trusted_proxy_forwarded_clients_are_limited_separately(void **state)
 {
     (void)state;
@@ -341,6 +420,7 @@ int itest_group_throttle(void)
         T(test_login_rate_limit_answers_429_with_retry_after),
         T(test_login_backoff_after_failures_then_recovers),
         T(test_unknown_name_backs_off_like_an_account),
+        T(test_reauth_guesses_share_the_login_backoff),
         T(test_excess_password_hashes_get_503_and_health_stays_fast),
         T(test_trusted_proxy_forwarded_clients_are_limited_separately),
         T(test_untrusted_peer_forwarded_header_is_ignored),
