@@ -27,12 +27,13 @@ enum ink_mail_kind {
     INK_MAIL_PASSWORD_WAS_RESET, /* username */
     INK_MAIL_PROVIDER_LINKED,    /* username, provider */
     INK_MAIL_ACCOUNT_DELETED,    /* username */
+    INK_MAIL_EMAIL_CHANGED,      /* username; to the address the account had */
     INK_MAIL_KINDS
 };
 
 /** The stable snake_case name stored in the outbox ("verify_email", "password_reset",
  *  "reset_oauth_only", "password_changed", "password_was_reset", "provider_linked",
- *  "account_deleted"); NULL for a value outside the enum. */
+ *  "account_deleted", "email_changed"); NULL for a value outside the enum. */
 const char *ink_mail_kind_name(enum ink_mail_kind k);
 /** The kind with exactly that name (case-sensitive); false (and *out untouched) otherwise. */
 bool ink_mail_kind_from_name(const char *name, enum ink_mail_kind *out);

@@ -22,6 +22,10 @@ bool ink_mail_configured(void);
 enum ink_status ink_outbox_queue(struct ink_db *db, enum ink_mail_kind kind, const char *user_id,
                                  const char *token, const char *provider, unsigned lifetime_s,
                                  bool *queued);
+/** A notice (no token, no provider, the default lifetime) to `to` rather than the account's
+ *  current address, e.g. the address an account had before the transaction changed it. */
+enum ink_status ink_outbox_queue_to(struct ink_db *db, enum ink_mail_kind kind, const char *user_id,
+                                    const char *to);
 /** Wakes the sender (after the transaction that queued mail has committed). Never waits. */
 void ink_outbox_kick(void);
 

@@ -459,8 +459,8 @@ static enum ink_status reauthenticate(const char *user_id, const char *password,
     return st;
 }
 
-/* A new address is unverified, and links sent to the old one stop working; the one column says
- * whether the address changed. */
+/* A new address is unverified, and links sent to the old one stop working; the columns say
+ * whether the address changed, and what it was. */
 static const struct ink_sql SQL_UPDATE_PROFILE = {
     "account_update",
     "WITH old AS (SELECT email FROM users WHERE id = $1 FOR UPDATE),"
@@ -469,7 +469,7 @@ static const struct ink_sql SQL_UPDATE_PROFILE = {
     " UPDATE users SET username = COALESCE($2, username), email = COALESCE($3, users.email),"
     " email_verified_at = CASE WHEN $3::text IS NOT NULL AND $3::text <> old.email THEN NULL"
     "  ELSE email_verified_at END, updated_at = now()"
-    " FROM old WHERE id = $1 RETURNING $3::text IS NOT NULL AND $3::text <> old.email"};
+    " FROM old WHERE id = $1 RETURNING $3::text IS NOT NULL AND $3::text <> old.email, old.email"};
 
 enum ink_status ink_account_update(const char *user_id, const char *username, const char *email_in,
                                    const char *current_password, char **out, unsigned *retry_after,
@@ -515,6 +515,9 @@ enum ink_status ink_account_update(const char *user_id, const char *username, co
         st = INK_UNAUTHORIZED; /* the token outlived the account */
     if (st == INK_OK && (changed = PQgetvalue(r, 0, 0)[0] == 't'))
         st = ink_account_queue_verification(db, user_id);
+    /* and the address it leaves hears of it: links to it stop, so its owner must know */
+    if (st == INK_OK && changed)
+        st = ink_outbox_queue_to(db, INK_MAIL_EMAIL_CHANGED, user_id, PQgetvalue(r, 0, 1));
     if (st == INK_OK)
         st = ink_db_simple(db, "COMMIT");
     PQclear(r);

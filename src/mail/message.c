@@ -21,11 +21,11 @@
 extern const char ink_mail_tpl_verify_email[], ink_mail_tpl_password_reset[],
     ink_mail_tpl_reset_oauth_only[], ink_mail_tpl_password_changed[],
     ink_mail_tpl_password_was_reset[], ink_mail_tpl_provider_linked[],
-    ink_mail_tpl_account_deleted[];
+    ink_mail_tpl_account_deleted[], ink_mail_tpl_email_changed[];
 extern const size_t ink_mail_tpl_verify_email_len, ink_mail_tpl_password_reset_len,
     ink_mail_tpl_reset_oauth_only_len, ink_mail_tpl_password_changed_len,
     ink_mail_tpl_password_was_reset_len, ink_mail_tpl_provider_linked_len,
-    ink_mail_tpl_account_deleted_len;
+    ink_mail_tpl_account_deleted_len, ink_mail_tpl_email_changed_len;
 
 enum { VAR_USERNAME = 1, VAR_LINK = 2, VAR_TTL = 4, VAR_PROVIDER = 8 };
 
@@ -50,6 +50,8 @@ static const struct kind_info {
                                   &ink_mail_tpl_provider_linked_len, VAR_USERNAME | VAR_PROVIDER},
     [INK_MAIL_ACCOUNT_DELETED] = {"account_deleted", ink_mail_tpl_account_deleted,
                                   &ink_mail_tpl_account_deleted_len, VAR_USERNAME},
+    [INK_MAIL_EMAIL_CHANGED] = {"email_changed", ink_mail_tpl_email_changed,
+                                &ink_mail_tpl_email_changed_len, VAR_USERNAME},
 };
 
 static const struct {

@@ -37,13 +37,14 @@ bool ink_mail_configured(void)
 static const struct ink_sql SQL_QUEUE = {
     "mail_queue",
     "INSERT INTO mail_outbox (id, kind, to_address, payload, not_after)"
-    " SELECT $1::uuid, $2, email, jsonb_strip_nulls(jsonb_build_object('username', username,"
+    " SELECT $1::uuid, $2, COALESCE($7::text, email), "
+    "jsonb_strip_nulls(jsonb_build_object('username', username,"
     "  'token', $4::text, 'provider', $5::text)), now() + make_interval(secs => $6::int)"
     " FROM users WHERE id = $3::uuid"};
 
-enum ink_status ink_outbox_queue(struct ink_db *db, enum ink_mail_kind kind, const char *user_id,
-                                 const char *token, const char *provider, unsigned lifetime_s,
-                                 bool *queued)
+static enum ink_status queue(struct ink_db *db, enum ink_mail_kind kind, const char *user_id,
+                             const char *to, const char *token, const char *provider,
+                             unsigned lifetime_s, bool *queued)
 {
     if (queued)
         *queued = false;
@@ -54,8 +55,8 @@ enum ink_status ink_outbox_queue(struct ink_db *db, enum ink_mail_kind kind, con
     snprintf(life, sizeof life, "%u", lifetime_s ? lifetime_s : DEFAULT_LIFETIME_S);
     PGresult *r;
     enum ink_status st = ink_db_exec(
-        db, &SQL_QUEUE, 6,
-        (const char *[]){id, ink_mail_kind_name(kind), user_id, token, provider, life}, &r);
+        db, &SQL_QUEUE, 7,
+        (const char *[]){id, ink_mail_kind_name(kind), user_id, token, provider, life, to}, &r);
     if (st != INK_OK)
         return st;
     bool wrote = strcmp(PQcmdTuples(r), "1") == 0;
@@ -65,6 +66,19 @@ enum ink_status ink_outbox_queue(struct ink_db *db, enum ink_mail_kind kind, con
     if (queued)
         *queued = wrote;
     return INK_OK;
+}
+
+enum ink_status ink_outbox_queue(struct ink_db *db, enum ink_mail_kind kind, const char *user_id,
+                                 const char *token, const char *provider, unsigned lifetime_s,
+                                 bool *queued)
+{
+    return queue(db, kind, user_id, NULL, token, provider, lifetime_s, queued);
+}
+
+enum ink_status ink_outbox_queue_to(struct ink_db *db, enum ink_mail_kind kind, const char *user_id,
+                                    const char *to)
+{
+    return queue(db, kind, user_id, to, NULL, NULL, 0, NULL);
 }
 
 void ink_outbox_kick(void)

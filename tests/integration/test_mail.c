@@ -287,7 +287,8 @@ static void test_mail_resend_sends_a_new_link_and_nothing_once_verified(void **s
     free(b);
 }
 
-static void test_mail_email_change_unverifies_and_sends_to_the_new_address(void **state)
+static void
+test_mail_email_change_unverifies_sends_to_the_new_address_and_tells_the_old(void **state)
 {
     (void)state;
     struct itest_user u, fresh;
@@ -307,6 +308,9 @@ static void test_mail_email_change_unverifies_and_sends_to_the_new_address(void 
     assert_true(json_is_false(json_object_get(r.json, "emailVerified")));
     itest_resp_free(&r);
     char *token = expect_one_mail(fresh.email, "Confirm", "/verify-email");
+    /* the address the account leaves is told, without a link (its links stopped working) */
+    expect_one_mail(u.email, "email address was changed", NULL);
+    json_decref(expect_mails(fresh.email, "email address was changed", 0));
     itest_callf(D, "POST", "/auth/email/verify", NULL, &r, "{s:s}", "token", token);
     itest_expect_status(&r, 200);
     assert_string_equal(itest_str(r.json, "email"), fresh.email);
@@ -939,7 +943,7 @@ int itest_group_mail(void)
         T(test_mail_verify_refuses_made_up_and_malformed_tokens),
         T(test_mail_expired_verification_and_reset_tokens_are_410),
         T(test_mail_resend_sends_a_new_link_and_nothing_once_verified),
-        T(test_mail_email_change_unverifies_and_sends_to_the_new_address),
+        T(test_mail_email_change_unverifies_sends_to_the_new_address_and_tells_the_old),
         T(test_mail_forgot_sends_a_reset_link_that_resets_once_and_revokes_every_session),
         T(test_mail_concurrent_resets_with_one_token_exactly_one_wins),
         T(test_mail_a_newer_reset_link_voids_the_older_one),

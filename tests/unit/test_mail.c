@@ -509,8 +509,8 @@ static void kind_names_are_stable(void **state)
     (void)state;
     static const char *const names[] = {
         "verify_email",       "password_reset",  "reset_oauth_only", "password_changed",
-        "password_was_reset", "provider_linked", "account_deleted"};
-    assert_int_equal(INK_MAIL_KINDS, 7);
+        "password_was_reset", "provider_linked", "account_deleted",  "email_changed"};
+    assert_int_equal(INK_MAIL_KINDS, 8);
     for (unsigned k = 0; k < INK_MAIL_KINDS; k++) {
         assert_string_equal(ink_mail_kind_name((enum ink_mail_kind)k), names[k]);
         enum ink_mail_kind out = INK_MAIL_KINDS;
