@@ -249,7 +249,10 @@ int main(int argc, char **argv)
         printf("configuration OK\n");
         rc = 0;
     } else if (migrate) {
-        rc = ink_migrate_run(ink_app.cfg.database_url) ? 0 : 1;
+        rc = ink_migrate_run(ink_app.cfg.database_url, ink_app.cfg.db_timeout,
+                             ink_app.cfg.migrate_lock_timeout)
+                 ? 0
+                 : 1;
     } else if (strcmp(command, "billing-sync") == 0) {
         rc = billing_sync();
     } else {

@@ -28,7 +28,8 @@ struct ink_config {
     /* database */
     char *database_url;
     unsigned db_pool_size;
-    unsigned db_timeout; /* seconds: the longest a request waits for the database */
+    unsigned db_timeout;           /* seconds: the longest a request waits for the database */
+    unsigned migrate_lock_timeout; /* seconds: the longest `migrate` waits for any one lock */
     /* tokens */
     char *jwt_secret;
     char *jwt_previous_secret; /* NULL unless a key rotation is under way */

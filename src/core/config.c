@@ -210,6 +210,7 @@ static const struct config_key CONFIG_KEYS[] = {
     S("DATABASE_URL", NULL, database_url, F_SECRET | F_REQ_SERVE | F_REQ_MIGRATE, NULL),
     U("DB_POOL_SIZE", "", db_pool_size, 1, 1024),
     U("DB_TIMEOUT", "3", db_timeout, 1, 600),
+    U("MIGRATE_LOCK_TIMEOUT", "60", migrate_lock_timeout, 1, 86400),
     S("JWT_SECRET", NULL, jwt_secret, F_SECRET | F_REQ_SERVE, v_jwt_secret),
     S("JWT_PREVIOUS_SECRET", NULL, jwt_previous_secret, F_SECRET, v_jwt_secret),
     U("ACCESS_TOKEN_TTL", "900", access_token_ttl, 10, 86400),

@@ -17,6 +17,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #define LOAD_THREADS 2
 #define RACERS 16
 #define MIGRATORS 4
@@ -590,6 +594,58 @@ test_fleet_concurrent_migrate_on_a_fresh_database_applies_each_migration_once(vo
     assert_int_equal(itest_daemon_stop(d), 0);
 }
 
+/* `inkletd migrate` in a deploy hook must never hang. A lock held by someone else (here the
+ * advisory lock of a migrate that would never finish) makes it give up after
+ * MIGRATE_LOCK_TIMEOUT with exit 1 and a line saying why; once the holder is gone it succeeds.
+ * A "database" that accepts the connection and never answers is given up within DB_TIMEOUT.
+ * Without these bounds both runs below would wait until itest_run_inkletd killed them (-1). */
+static void test_fleet_migrate_gives_up_on_a_held_lock_and_a_silent_database(void **state)
+{
+    (void)state;
+    PGconn *holder = db_connect(itest.database_url);
+    PGresult *res = PQexec(holder, "BEGIN; SELECT pg_advisory_xact_lock(1768844140)");
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    PQclear(res);
+    struct itest_proc p;
+    itest_run_inkletd((const char *const[]){"migrate", NULL},
+                      (const char *const[]){"MIGRATE_LOCK_TIMEOUT=2", NULL}, 30000, &p);
+    if (p.status != 1)
+        fprintf(stderr, "  migrate exited with %d:\n%s%s\n", p.status, p.out, p.err);
+    assert_int_equal(p.status, 1);
+    assert_non_null(strstr(p.err, "MIGRATE_LOCK_TIMEOUT"));
+    assert_null(strstr(p.out, "schema up to date"));
+    itest_proc_free(&p);
+    res = PQexec(holder, "COMMIT");
+    PQclear(res);
+    PQfinish(holder);
+    itest_run_inkletd((const char *const[]){"migrate", NULL},
+                      (const char *const[]){"MIGRATE_LOCK_TIMEOUT=2", NULL}, 30000, &p);
+    assert_int_equal(p.status, 0);
+    assert_non_null(strstr(p.out, "schema up to date"));
+    itest_proc_free(&p);
+
+    /* a listening socket nobody accepts on: the kernel completes the handshake, libpq sends
+     * its first packet, and no answer ever comes */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char url[160];
+    snprintf(url, sizeof url, "DATABASE_URL=postgresql://inklet@127.0.0.1:%u/inklet",
+             (unsigned)ntohs(a.sin_port));
+    itest_run_inkletd((const char *const[]){"migrate", NULL},
+                      (const char *const[]){url, "DB_TIMEOUT=2", NULL}, 30000, &p);
+    close(fd);
+    if (p.status != 1)
+        fprintf(stderr, "  migrate exited with %d:\n%s%s\n", p.status, p.out, p.err);
+    assert_int_equal(p.status, 1);
+    assert_non_null(strstr(p.err, "cannot connect to the database"));
+    itest_proc_free(&p);
+}
+
 /* ---- session revocation --------------------------------------------------------------------- */
 
 /* A session deleted through A (DELETE /auth/sessions/{id}) stops working on A and on B within
@@ -750,6 +806,7 @@ int itest_group_fleet(void)
         T(test_fleet_concurrent_refresh_has_exactly_one_winner),
         T(test_fleet_refresh_reuse_after_the_grace_revokes_on_both),
         T(test_fleet_concurrent_migrate_on_a_fresh_database_applies_each_migration_once),
+        T(test_fleet_migrate_gives_up_on_a_held_lock_and_a_silent_database),
         T(test_fleet_session_deleted_on_one_instance_dies_on_both_within_5s),
         T(test_fleet_logout_on_one_instance_ends_the_session_on_both_within_5s),
         T(test_fleet_login_backoff_counts_failures_on_both_instances),
