@@ -128,6 +128,7 @@ static void defaults_match_the_contract(void **state)
     assert_int_equal(c->session_max_ttl, 7776000);
     assert_int_equal(c->refresh_reuse_grace, 10);
     assert_int_equal(c->db_timeout, 3);
+    assert_int_equal(c->migrate_lock_timeout, 60);
     assert_int_equal(c->claim_code_ttl, 600);
     assert_string_equal(c->mqtt_url, "mqtt://127.0.0.1:1883");
     assert_string_equal(c->mqtt_client_id, "inklet-backend");
@@ -324,6 +325,10 @@ static void db_timeout_and_reuse_grace_are_bounded_seconds(void **state)
     expect_key_rejected("DB_TIMEOUT", "0");
     expect_key_rejected("DB_TIMEOUT", "601");
     expect_key_rejected("DB_TIMEOUT", "2.5");
+    expect_key_accepted("MIGRATE_LOCK_TIMEOUT", "1");
+    expect_key_accepted("MIGRATE_LOCK_TIMEOUT", "86400");
+    expect_key_rejected("MIGRATE_LOCK_TIMEOUT", "0");
+    expect_key_rejected("MIGRATE_LOCK_TIMEOUT", "86401");
     expect_key_accepted("REFRESH_REUSE_GRACE", "0"); /* 0: every reuse revokes at once */
     expect_key_accepted("REFRESH_REUSE_GRACE", "3600");
     expect_key_rejected("REFRESH_REUSE_GRACE", "3601");
